@@ -1,0 +1,125 @@
+"""The KPI catalog: every KPI's definition, loaded from kpis/definitions/*.yaml.
+
+The catalog is the single source the collectors, the alert rules and the dashboards are built
+from. It is read once and cached; it is data shipped with the package, so a defect here is a
+bug, reported as a CatalogError naming the file and the KPI.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from kpis import model
+from kpis.errors import CatalogError
+
+Kind = Literal["proportion", "duration", "score", "backlog", "freshness"]
+Stat = Literal["ratio", "p50", "p90", "mean", "value", "age"]
+Param = Literal["sla", "sla_overrides", "threshold", "item", "lookback"]
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    stat: Stat
+    op: Literal["<=", ">="]
+    value: float
+
+    def met(self, value: float) -> bool:
+        return value <= self.value if self.op == "<=" else value >= self.value
+
+
+class Kpi(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    key: str
+    name: str
+    section: str
+    entity: str
+    kind: Kind
+    anchor: str
+    fields: tuple[str, ...]
+    optional_fields: tuple[str, ...] = ()
+    dimensions: tuple[str, ...] = ()
+    definition: str
+    target: Target | None = None
+    buckets: tuple[float, ...] = ()
+    min_volume: int = 0
+    alert_window: str = "1d"
+    alert_for: str = "15m"
+    severity: Literal["critical", "warning", "info"] = "warning"
+    burn_rate: bool = False
+    unit: str
+    params: tuple[Param, ...] = ()
+
+    @property
+    def label_dimensions(self) -> tuple[str, ...]:
+        """Dimensions that are mapped fields (clinic first), as opposed to derived ones."""
+        derived = {"reminder", "lead_time"}
+        return ("clinic", *(d for d in self.dimensions if d not in derived))
+
+
+SECTIONS = {
+    "access": "Access, scheduling and waiting",
+    "messages": "Response SLAs",
+    "calls": "Contact center",
+    "follow_up": "Follow-up and closing the loop",
+    "experience": "Patient satisfaction",
+    "data_quality": "Records and data quality",
+}
+
+
+def _check(kpi: Kpi, source: str) -> None:
+    where = f"{source}: {kpi.id}"
+    if kpi.entity != "*":
+        if kpi.entity not in model.ENTITIES:
+            raise CatalogError(f"{where}: unknown entity {kpi.entity!r}")
+        known = model.entity_fields(kpi.entity)
+        for name in (*kpi.fields, *kpi.optional_fields):
+            if name not in known:
+                raise CatalogError(f"{where}: unknown field {kpi.entity}.{name}")
+    if kpi.kind == "duration" and list(kpi.buckets) != sorted(set(kpi.buckets)):
+        raise CatalogError(f"{where}: buckets must be strictly increasing")
+    if kpi.kind == "duration" and not kpi.buckets:
+        raise CatalogError(f"{where}: a duration KPI needs buckets")
+    if kpi.section not in SECTIONS:
+        raise CatalogError(f"{where}: unknown section {kpi.section!r}")
+
+
+@functools.cache
+def load() -> tuple[Kpi, ...]:
+    """All KPIs, in catalog order (files sorted by name, KPIs in file order)."""
+    kpis: list[Kpi] = []
+    folder = resources.files("kpis") / "definitions"
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not entry.name.endswith(".yaml"):
+            continue
+        source = f"kpis/definitions/{entry.name}"
+        for raw in yaml.safe_load(entry.read_text(encoding="utf-8")) or []:
+            try:
+                kpi = Kpi.model_validate(raw)
+            except ValidationError as exc:
+                raise CatalogError(f"{source}: {exc.errors()[0]['msg']}") from None
+            _check(kpi, source)
+            kpis.append(kpi)
+    order = {"access": 0, "messages": 1, "calls": 2, "follow_up": 3, "experience": 4}
+    kpis.sort(key=lambda k: (order.get(k.section, 9), k.id[0], int(k.id[1:])))
+    keys = [k.key for k in kpis]
+    if len(set(keys)) != len(keys):
+        raise CatalogError("kpis/definitions: duplicate KPI key")
+    return tuple(kpis)
+
+
+def by_key() -> dict[str, Kpi]:
+    return {k.key: k for k in load()}
+
+
+def get(ref: str) -> Kpi:
+    """A KPI by key (``no_show``) or id (``A1``), case-insensitive for ids."""
+    for kpi in load():
+        if ref == kpi.key or ref.upper() == kpi.id:
+            return kpi
+    raise KeyError(ref)

@@ -1,0 +1,394 @@
+"""The user's ``carekpi.yaml``: strict models, secret references, one-line errors.
+
+``load(path)`` returns a validated :class:`Config` or raises :class:`ConfigError` whose message
+names the file, the dotted key and (for config values only) the bad value.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from kpis import catalog, model, sql_guard
+from kpis.durations import Duration
+from kpis.durations import parse as parse_duration
+from kpis.errors import ConfigError
+from kpis.secrets import SecretError, mask_url, resolve
+
+NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+
+
+def _duration(value: Any, business: bool = False) -> Duration:
+    if isinstance(value, Duration):
+        return value
+    return parse_duration(value, business=business)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(Strict):
+    url: str
+    query_timeout: Duration = Duration(30)
+    pool_size: int = Field(2, ge=1, le=32)
+    refresh_interval: Duration = Duration(60)
+    connect_timeout: Duration = Duration(10)
+
+    _dur = field_validator("query_timeout", "refresh_interval", "connect_timeout", mode="before")(
+        _duration
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError(f"not a SQLAlchemy database URL: {mask_url(value)!r}") from None
+        return value
+
+    @field_validator("query_timeout", "refresh_interval")
+    @classmethod
+    def _positive(cls, value: Duration) -> Duration:
+        if value.seconds <= 0:
+            raise ValueError("must be longer than zero")
+        return value
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+
+class SqlExpression(Strict):
+    sql: str
+
+    @field_validator("sql")
+    @classmethod
+    def _read_only(cls, value: str) -> str:
+        sql_guard.check_expression(value)
+        return value
+
+
+FieldMapping = str | SqlExpression
+
+
+class Entity(Strict):
+    source: str
+    table: str | None = None
+    query: str | None = None
+    db_schema: str | None = Field(None, alias="schema")
+    timezone: str = "UTC"
+    primary_key: str = "id"
+    fields: dict[str, FieldMapping]
+    codes: dict[str, dict[str, list[str | int | bool]]] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def _select_only(cls, value: str | None) -> str | None:
+        if value is not None:
+            sql_guard.check_select(value)
+        return value
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> Entity:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table or query")
+        return self
+
+    def mapped(self, name: str) -> bool:
+        return name in self.fields
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class Calendar(Strict):
+    """Opening hours and holidays; the SLA clock runs only inside them."""
+
+    timezone: str = "UTC"
+    hours: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], str]
+    holidays: list[date] = []
+    business_day: Duration | None = None  # default: the longest day's opening hours
+
+    _tz = field_validator("timezone")(Entity._tz.__func__)  # type: ignore[attr-defined]
+    _dur = field_validator("business_day", mode="before")(_duration)
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, value: dict[str, str]) -> dict[str, str]:
+        for day, span in value.items():
+            match = _HOURS.match(span)
+            if not match or span[:5] >= span[6:]:
+                raise ValueError(f"{day}: expected opening hours like 08:00-18:00, got {span!r}")
+        if not value:
+            raise ValueError("at least one day needs opening hours")
+        return value
+
+    def opening(self, weekday: int) -> tuple[time, time] | None:
+        span = self.hours.get(WEEKDAYS[weekday])  # type: ignore[call-overload]
+        if span is None:
+            return None
+        start, end = span.split("-")
+        close = time.max if end == "24:00" else time.fromisoformat(end)
+        return time.fromisoformat(start), close
+
+    @property
+    def business_day_seconds(self) -> float:
+        if self.business_day is not None:
+            return self.business_day.seconds
+        longest = 0.0
+        for span in self.hours.values():
+            start, end = span.split("-")
+            h0, m0 = map(int, start.split(":"))
+            h1, m1 = map(int, end.split(":"))
+            longest = max(longest, (h1 * 60 + m1 - h0 * 60 - m0) * 60.0)
+        return longest
+
+
+class SlaOverride(Strict):
+    channel: str | None = None
+    priority: str | None = None
+    sla: Duration
+
+    _dur = field_validator("sla", mode="before")(lambda v: _duration(v, business=True))
+
+    @model_validator(mode="after")
+    def _selects(self) -> SlaOverride:
+        if self.channel is None and self.priority is None:
+            raise ValueError("an SLA override needs a channel, a priority or both")
+        return self
+
+
+class KpiSettings(Strict):
+    enabled: bool = True
+    target: float | None = None
+    clinic_targets: dict[str, float] = {}
+    min_volume: int | None = Field(None, ge=0)
+    refresh_interval: Duration | None = None
+    sla: Duration | None = None
+    sla_overrides: list[SlaOverride] = []
+    threshold: Duration | None = None
+    item: str | None = None
+    lookback: Duration | None = None
+
+    _dur = field_validator("refresh_interval", "threshold", "lookback", mode="before")(_duration)
+    _sla = field_validator("sla", mode="before")(lambda v: _duration(v, business=True))
+
+
+_KPI_PARAMS = ("sla", "sla_overrides", "threshold", "item", "lookback")
+
+
+class Kpis(Strict):
+    """The ``kpis:`` section: shared settings, then one optional section per KPI key."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    windows: list[Duration] = [Duration(3600), Duration(86400), Duration(604800),
+                               Duration(2592000)]
+    calendar: Calendar | None = None
+
+    _win = field_validator("windows", mode="before")(
+        lambda v: [_duration(x) for x in v] if isinstance(v, list) else v
+    )
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: list[Duration]) -> list[Duration]:
+        if not value:
+            raise ValueError("at least one window is needed")
+        if any(w.seconds <= 0 for w in value) or len(set(value)) != len(value):
+            raise ValueError("windows must be positive and distinct")
+        return sorted(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kpi_sections(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = catalog.by_key()
+        for key, section in list(data.items()):
+            if key in ("windows", "calendar"):
+                continue
+            if key not in known:
+                raise _Located(("kpis", key), "unknown KPI (see `carekpi kpis list`)")
+            settings = KpiSettings.model_validate(section or {})
+            kpi = known[key]
+            for param in _KPI_PARAMS:
+                if param in (section or {}) and param not in kpi.params:
+                    raise _Located(("kpis", key, param), f"not a setting of {kpi.id} {kpi.name}")
+            if (settings.target is not None or settings.clinic_targets) and kpi.target is None:
+                raise _Located(("kpis", key, "target"), f"{kpi.id} is trend-only, without target")
+            data[key] = settings
+        return data
+
+    def settings(self, key: str) -> KpiSettings:
+        value = (self.model_extra or {}).get(key)
+        return value if isinstance(value, KpiSettings) else KpiSettings()
+
+
+class Labels(Strict):
+    max_values: int = Field(100, ge=1, le=10000)
+    limits: dict[Literal["clinic", "department", "channel", "queue"], int] = {}
+
+    def cap(self, label: str) -> int:
+        return self.limits.get(label, self.max_values)  # type: ignore[call-overload]
+
+
+class Config(Strict):
+    version: Literal[1]
+    sources: dict[str, Source]
+    entities: dict[str, Entity] = {}
+    kpis: Kpis = Kpis()
+    labels: Labels = Labels()
+    checks: dict[str, Any] = {}  # validated by checks.config when checks run
+    path: str = Field("carekpi.yaml", exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        for name, entity in self.entities.items():
+            if name not in model.ENTITIES:
+                raise _Located(("entities", name), f"unknown entity; one of {_names(model.ENTITIES)}")
+            if entity.source not in self.sources:
+                raise _Located(("entities", name, "source"),
+                               f"unknown source {entity.source!r}; defined: {_names(self.sources)}")
+            known = model.entity_fields(name)
+            for field_name in entity.fields:
+                if field_name not in known:
+                    raise _Located(("entities", name, "fields", field_name),
+                                   f"not a field of {name}; one of {_names(known)}")
+            for field_name, mapping in entity.codes.items():
+                _check_codes(name, field_name, mapping, known)
+        return self
+
+    def entity(self, name: str) -> Entity | None:
+        return self.entities.get(name)
+
+
+class _Located(ValueError):
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def _names(items: Any) -> str:
+    return ", ".join(sorted(items))
+
+
+def _check_codes(entity: str, name: str, mapping: dict[str, list[Any]],
+                 known: dict[str, model.Field]) -> None:
+    loc = ("entities", entity, "codes", name)
+    if name not in known or known[name].type is not model.FieldType.CODE:
+        coded = [f.name for f in known.values() if f.type is model.FieldType.CODE]
+        raise _Located(loc, f"not a coded field of {entity}; coded fields: {', '.join(coded)}")
+    seen: dict[str, str] = {}
+    for canonical, local_codes in mapping.items():
+        if canonical not in known[name].codes:
+            raise _Located((*loc, canonical),
+                           f"not a canonical code; one of {', '.join(known[name].codes)}")
+        for code in local_codes:
+            if str(code) in seen and seen[str(code)] != canonical:
+                raise _Located((*loc, canonical),
+                               f"local code {code!r} is also mapped to {seen[str(code)]!r}")
+            seen[str(code)] = canonical
+
+
+def _resolve_secrets(node: Any, base: Path, loc: tuple[str, ...], file: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve_secrets(v, base, (*loc, str(k)), file) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_secrets(v, base, (*loc, str(i)), file) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        try:
+            return resolve(node, base)
+        except SecretError as exc:
+            raise ConfigError(file, ".".join(loc), str(exc)) from None
+    return node
+
+
+def _describe(error: Any, data: Any) -> tuple[str, str]:
+    loc = tuple(str(p) for p in error.get("loc", ()) if not str(p).startswith("function-"))
+    loc = tuple(p for p in loc if p not in ("str", "SqlExpression", "str-constrained"))
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    ctx_error = (error.get("ctx") or {}).get("error")
+    if isinstance(ctx_error, _Located):
+        return ".".join(ctx_error.loc), str(ctx_error)
+    if error.get("type") == "extra_forbidden":
+        message = "unknown key"
+    value = error.get("input")
+    sensitive = any(p in ("url", "password") for p in loc)
+    if isinstance(value, str | int | float | bool) and not sensitive and error.get("type") not in (
+        "extra_forbidden", "missing"
+    ):
+        shown = str(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        if f"{shown!r}" not in message:
+            message = f"{message} (got {shown!r})"
+    return ".".join(loc), message
+
+
+def parse(data: Any, file: str, base: Path | None = None) -> Config:
+    """Validate an already-parsed YAML document."""
+    base = base or Path(".")
+    if not isinstance(data, dict):
+        raise ConfigError(file, "", "expected a mapping with version, sources, entities and kpis")
+    data = _resolve_secrets(data, base, (), file)
+    try:
+        return Config.model_validate({**data, "path": file})
+    except ValidationError as exc:
+        key, message = _describe(exc.errors()[0], data)
+        raise ConfigError(file, key, message) from None
+    except _Located as exc:
+        raise ConfigError(file, ".".join(exc.loc), str(exc)) from None
+
+
+def load(path: str | Path) -> Config:
+    """Read, resolve and validate a config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"cannot read: {getattr(exc, 'strerror', exc)}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(str(path), "", f"{where}YAML syntax error: {problem}") from None
+    return parse(data, str(path), path.parent)
+
+
+def masked(config: Config) -> dict[str, Any]:
+    """The resolved config as plain data with every URL password masked (``config show``)."""
+    data = config.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+    for source in data.get("sources", {}).values():
+        source["url"] = mask_url(source["url"])
+    return data
