@@ -1,0 +1,87 @@
+"""Shared fixtures: empty databases on SQLite, PostgreSQL and MariaDB/MySQL.
+
+The servers default to this machine's (127.0.0.1:5432 trust auth, 127.0.0.1:3306 root without
+password); CAREKPI_TEST_PG_URL and CAREKPI_TEST_MYSQL_URL point elsewhere. When a server is
+missing the test skips with the reason, except in CI (CI=true), where it fails: CI must prove
+every dialect.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+import sqlalchemy as sa
+
+SERVER_URLS = {
+    "postgresql": os.environ.get(
+        "CAREKPI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    ),
+    "mysql": os.environ.get("CAREKPI_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+DIALECTS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.postgresql),
+    pytest.param("mysql", marks=pytest.mark.mysql),
+]
+_counter = itertools.count()
+_unreachable: dict[str, str] = {}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def server_or_skip(dialect: str) -> sa.Engine:
+    """An autocommit engine on the server's admin database, or skip (fail in CI)."""
+    url = SERVER_URLS[dialect]
+    if dialect not in _unreachable:
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool,
+                                  connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return engine
+        except sa.exc.OperationalError as exc:
+            _unreachable[dialect] = str(exc.orig).splitlines()[0][:200]
+    reason = f"{dialect} server at {sa.make_url(url).render_as_string()} unreachable: " \
+             f"{_unreachable[dialect]}"
+    if in_ci():
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def fresh_database(tmp_path) -> Iterator[Callable[[str], str]]:
+    """A factory: dialect name -> URL of a new, empty database (dropped after the test)."""
+    created: list[tuple[sa.Engine, str]] = []
+
+    def make(dialect: str) -> str:
+        if dialect == "sqlite":
+            return f"sqlite:///{tmp_path}/carekpi-{next(_counter)}.db"
+        admin = server_or_skip(dialect)
+        name = f"carekpi_t{os.getpid()}_{next(_counter)}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+        created.append((admin, name))
+        return sa.make_url(SERVER_URLS[dialect]).set(database=name).render_as_string(
+            hide_password=False
+        )
+
+    yield make
+    for admin, name in created:
+        with admin.connect() as conn:
+            if admin.dialect.name == "postgresql":
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            else:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@pytest.fixture(params=DIALECTS)
+def db_url(request, fresh_database) -> str:
+    """An empty database on each dialect in turn: SQLite, PostgreSQL, MariaDB."""
+    return fresh_database(request.param)
