@@ -1,0 +1,76 @@
+"""Build every dashboard from the catalog and the config, and write them deterministically.
+
+``build_files(config)`` returns ``{file name: JSON text}``; ``write(config, out_dir)`` writes
+them. Same catalog and config, same bytes: no timestamps, sorted keys, stable panel ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from grafana_foundation_sdk.builders.dashboard import Dashboard
+
+from dashboards import board, care, operations, sections
+from dashboards.panels import RUNBOOK_URL
+from kpis.config import Config
+from kpis.errors import CareKPIError
+
+GENERATED_DIR = Path(__file__).parent / "generated"
+
+BUILDERS: tuple[Callable[[Config | None], Dashboard], ...] = (
+    care.overview,
+    care.clinic,
+    sections.access,
+    sections.responsiveness,
+    sections.experience,
+    operations.data_quality,
+    operations.exporter,
+)
+
+
+def _relink(data: dict[str, Any], runbook_base: str) -> None:
+    """Point runbook links at the operator's published copy of the runbook."""
+    for panel in data.get("panels", []):
+        for link in panel.get("links") or []:
+            url = link.get("url", "")
+            if url.startswith(RUNBOOK_URL + "#"):
+                link["url"] = runbook_base + url[len(RUNBOOK_URL):]
+
+
+def dashboards(config: Config | None = None,
+               runbook_base: str = RUNBOOK_URL) -> list[dict[str, Any]]:
+    """Every dashboard as Grafana JSON model data, in a fixed order."""
+    result = []
+    for build in BUILDERS:
+        data = board.to_dict(build(config))
+        if runbook_base != RUNBOOK_URL:
+            _relink(data, runbook_base)
+        result.append(data)
+    return result
+
+
+def file_name(data: dict[str, Any]) -> str:
+    return f"{data['uid']}.json"
+
+
+def build_files(config: Config | None = None, runbook_base: str = RUNBOOK_URL) -> dict[str, str]:
+    """``{file name: deterministic JSON text}`` for every dashboard."""
+    return {file_name(d): board.encode(d) for d in dashboards(config, runbook_base)}
+
+
+def write(config: Config | None, out_dir: str | Path,
+          runbook_base: str = RUNBOOK_URL) -> list[Path]:
+    """Write the dashboards into ``out_dir`` (created if needed); returns the paths written."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, text in build_files(config, runbook_base).items():
+            path = out / name
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    except OSError as exc:
+        raise CareKPIError(f"{out}: cannot write dashboards: {exc.strerror or exc}") from None
+    return written

@@ -1,0 +1,77 @@
+"""The targets dashboards colour against: the catalog's, overridden by the user's config.
+
+Panel thresholds are derived here and nowhere else, so no panel carries a literal target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kpis.catalog import Kpi
+from kpis.config import Config
+from kpis.durations import format_seconds
+
+# Grafana's named colours: met, missed, and a neutral tone for trend-only KPIs.
+MET, MISSED, NEUTRAL = "green", "red", "blue"
+# Threshold steps (value, colour); the first step's value is None (from -infinity).
+Steps = list[tuple[float | None, str]]
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A KPI's effective target: direction, value (in the stat's unit), minimum volume."""
+
+    stat: str
+    op: str
+    value: float
+    min_volume: int
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.op == ">="
+
+
+def goal(kpi: Kpi, config: Config | None = None) -> Goal | None:
+    """The KPI's target with the config's global override and minimum volume applied."""
+    if kpi.target is None:
+        return None
+    settings = config.kpis.settings(kpi.key) if config is not None else None
+    value = settings.target if settings is not None and settings.target is not None else None
+    volume = settings.min_volume if settings is not None else None
+    return Goal(
+        stat=kpi.target.stat,
+        op=kpi.target.op,
+        value=kpi.target.value if value is None else value,
+        min_volume=kpi.min_volume if volume is None else volume,
+    )
+
+
+def steps(target: Goal | None) -> Steps:
+    """Met and missed colours around the target; one neutral step without a target."""
+    if target is None:
+        return [(None, NEUTRAL)]
+    if target.higher_is_better:
+        return [(None, MISSED), (target.value, MET)]
+    return [(None, MET), (target.value, MISSED)]
+
+
+def format_value(value: float, unit: str) -> str:
+    """A target as people read it: 10 %, 30m, +50, 0."""
+    if unit == "percentunit":
+        return f"{value * 100:g} %"
+    if unit == "s":
+        return format_seconds(value)
+    if unit == "none":
+        return f"{value:+g}"
+    return f"{value:g}"
+
+
+def sentence(kpi: Kpi, target: Goal | None) -> str:
+    """The target as one sentence for panel descriptions."""
+    if target is None:
+        return "Trend only: no target."
+    op = "at most" if target.op == "<=" else "at least"
+    stat = {"ratio": "rate", "value": "value", "age": "age"}.get(target.stat, target.stat)
+    guard = f" (clinics with fewer than {target.min_volume} cases are not judged)" \
+        if target.min_volume else ""
+    return f"Target: {stat} {op} {format_value(target.value, kpi.unit)}{guard}."
