@@ -1,0 +1,111 @@
+"""The SELECT each entity's checks run over (a GX query asset), built with SQLAlchemy Core.
+
+Columns are aliased to the logical field names, so built-in and custom checks speak the logical
+model whatever the user's table looks like (plain columns, SQL expressions or an entity query).
+Incremental runs add ``WHERE <raw timestamp column> >= '<bound>'`` on the entity's main
+timestamp (kpis.model.FRESHNESS_FIELD), a plain range predicate an index on that column serves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from checks.config import ChecksConfig
+from checks.suites import (
+    KEY,
+    RECORD_COMPLETE,
+    SCALES,
+    SCORE_IN_SCALE,
+    present_column,
+    required_mapped,
+)
+from kpis import model
+from kpis.config import Config, Entity, SqlExpression
+from kpis.errors import ConfigError
+
+_TEXTUAL = (model.FieldType.ID, model.FieldType.LABEL, model.FieldType.CODE,
+            model.FieldType.TEXT)
+
+
+def mapped_expression(entity: Entity, name: str) -> sa.ColumnElement[object]:
+    mapping = entity.fields[name]
+    if isinstance(mapping, SqlExpression):
+        return sa.literal_column(f"({mapping.sql})")
+    return sa.column(mapping)
+
+
+def from_clause(entity: Entity) -> sa.FromClause:
+    if entity.query is not None:
+        return sa.text(entity.query.strip().rstrip(";")).columns().subquery("src")
+    assert entity.table is not None
+    return sa.table(entity.table, schema=entity.db_schema)
+
+
+def _present(entity: Entity, name: str, field_type: model.FieldType) -> sa.ColumnElement[object]:
+    expr = mapped_expression(entity, name)
+    condition: sa.ColumnElement[bool] = expr.is_not(None)
+    if field_type in _TEXTUAL:
+        condition = sa.and_(condition, sa.func.trim(sa.cast(expr, sa.String)) != "")
+    return sa.case((condition, 1), else_=sa.null())
+
+
+def _score_in_scale(config: Config, name: str, entity: Entity) -> sa.ColumnElement[object]:
+    score = mapped_expression(entity, "score")
+    if not entity.mapped("scale"):
+        return sa.case((score.is_(None), sa.null()),
+                       (score.between(0, 10), 1), else_=0)
+    scale = mapped_expression(entity, "scale")
+    local = entity.codes.get("scale") or {canonical: [canonical] for canonical in SCALES}
+    whens: list[tuple[sa.ColumnElement[bool], object]] = [
+        (sa.or_(score.is_(None), scale.is_(None)), sa.null())
+    ]
+    for canonical, codes in local.items():
+        low, high = SCALES[canonical]
+        whens.append((sa.and_(scale.in_(list(codes)), score.between(low, high)), 1))
+    return sa.case(*whens, else_=0)
+
+
+def check_query(config: Config, checks: ChecksConfig, name: str, dialect: sa.Dialect,
+                since: datetime | None) -> str:
+    """The check query of one entity as SQL text for the source's dialect.
+
+    ``since`` is a naive wall-clock time of the entity's time zone (the lower bound).
+    """
+    entity = config.entities[name]
+    fields = model.entity_fields(name)
+    columns: list[sa.ColumnElement[object]] = [
+        mapped_expression(entity, f).label(f) for f in entity.fields
+    ]
+    required = required_mapped(checks, name, entity)
+    for field_name in required:
+        columns.append(_present(entity, field_name, fields[field_name].type)
+                       .label(present_column(field_name)))
+    if required:
+        everything = sa.and_(*[_present(entity, f, fields[f].type).is_not(None)
+                               for f in required])
+        columns.append(sa.case((everything, 1), else_=sa.null()).label(RECORD_COMPLETE))
+    if entity.mapped("score"):
+        columns.append(_score_in_scale(config, name, entity).label(SCORE_IN_SCALE))
+    key = entity.primary_key
+    key_expr = mapped_expression(entity, key) if entity.mapped(key) else sa.column(key)
+    columns.append(key_expr.label(KEY))
+    stmt = sa.select(*columns).select_from(from_clause(entity))
+    if since is not None:
+        fresh = model.FRESHNESS_FIELD[name]
+        if not entity.mapped(fresh):
+            raise ConfigError(config.path, f"entities.{name}.fields",
+                              f"--since needs {name}.{fresh} mapped (its main timestamp)")
+        bound = since.replace(microsecond=0).isoformat(sep=" ")
+        stmt = stmt.where(mapped_expression(entity, fresh) >= sa.literal(bound, sa.String))
+    compiled = stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    return str(compiled)
+
+
+def probe_query(config: Config, name: str, dialect: sa.Dialect) -> str:
+    """The mapped columns over no rows: proves the mapping compiles on the server."""
+    entity = config.entities[name]
+    columns = [mapped_expression(entity, f).label(f) for f in entity.fields]
+    stmt = sa.select(*columns).select_from(from_clause(entity)).where(sa.false())
+    return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))

@@ -1,0 +1,194 @@
+"""The ``checks:`` section of carekpi.yaml, validated strictly (unknown keys are errors).
+
+```yaml
+checks:
+  since: 24h                  # default window of `checks run` (absent: check every record)
+  freshness_max_age: 2h       # D5
+  future_tolerance: 5m        # clock skew allowed before a timestamp counts as "in the future"
+  required: {appointments: [id, clinic, start, created, status]}   # replaces the built-in list
+  formats: {calls: {caller_ref: phone}}                            # phone or a regex
+  rules:                      # thresholds and severities of the built-in checks (KPIS.md D1-D5)
+    completeness: {threshold: 0.98, severity: error}
+    freshness: {severity: error}
+    appointments.time_order: {enabled: false}
+  custom:
+    - {entity: calls, expectation: expect_column_values_to_not_be_null,
+       kwargs: {column: reason, mostly: 0.9}, severity: warning}
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kpis import model
+from kpis.config import Config
+from kpis.durations import Duration
+from kpis.durations import parse as parse_duration
+from kpis.errors import ConfigError
+
+Severity = Literal["error", "warning"]
+SUITES = ("completeness", "conformance", "plausibility", "freshness", "custom")
+
+# Built-in check -> (suite, default threshold, default severity). Thresholds from KPIS.md.
+BUILTIN_CHECKS: dict[str, tuple[str, float, Severity]] = {
+    "completeness": ("completeness", 0.98, "error"),  # D1, per required field
+    "record_completeness": ("completeness", 0.95, "error"),  # D2
+    "conformance": ("conformance", 0.99, "error"),  # D3, coded fields
+    "format": ("conformance", 0.99, "error"),  # D3, phone and other formats
+    "time_order": ("plausibility", 1.0, "error"),  # D4
+    "score_range": ("plausibility", 1.0, "error"),  # D4
+    "not_future": ("plausibility", 1.0, "error"),  # D4
+    "freshness": ("freshness", 7200.0, "warning"),  # D5: seconds, checked via freshness_max_age
+}
+
+# Fields a record needs for the KPIs of its entity (D1 checks each, D2 all of them together).
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "appointments": ("id", "clinic", "start", "created", "status"),
+    "messages": ("id", "clinic", "channel", "received"),
+    "calls": ("id", "queue", "queue_entered"),
+    "follow_ups": ("id", "clinic", "due_from"),
+    "complaints": ("id", "clinic", "received"),
+    "surveys": ("id", "clinic", "submitted", "score"),
+    "survey_invitations": ("id", "clinic", "sent"),
+}
+
+FORMATS = {
+    # E.164 or national notation: digits with spaces, dots, dashes, parentheses; 6-15 digits.
+    "phone": r"^\+?[0-9][0-9 ().-]{4,18}[0-9]$",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Rule(_Strict):
+    enabled: bool = True
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    severity: Severity | None = None
+
+
+class CustomCheck(_Strict):
+    entity: str
+    expectation: str
+    kwargs: dict[str, Any] = {}
+    severity: Severity = "error"
+    name: str | None = None
+
+    @field_validator("expectation")
+    @classmethod
+    def _snake(cls, value: str) -> str:
+        if not value.startswith("expect_"):
+            raise ValueError("an expectation name starts with expect_ (see the GX gallery)")
+        return value
+
+    @property
+    def check(self) -> str:
+        return self.name or self.expectation
+
+
+class ChecksConfig(_Strict):
+    since: Duration | None = None
+    freshness_max_age: Duration = Duration(7200)
+    future_tolerance: Duration = Duration(300)
+    required: dict[str, list[str]] = {}
+    formats: dict[str, dict[str, str]] = {}
+    rules: dict[str, Rule] = {}
+    custom: list[CustomCheck] = []
+
+    @field_validator("since", "freshness_max_age", "future_tolerance", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if value is None or isinstance(value, Duration):
+            return value
+        return parse_duration(value)
+
+    def rule(self, entity: str, check: str) -> tuple[bool, float, Severity]:
+        """Whether a built-in check runs, its threshold and severity (entity rule wins)."""
+        _, threshold, severity = BUILTIN_CHECKS[check]
+        if check == "freshness":
+            threshold = self.freshness_max_age.seconds
+        enabled = True
+        for key in (check, f"{entity}.{check}"):
+            rule = self.rules.get(key)
+            if rule is None:
+                continue
+            enabled = rule.enabled
+            threshold = threshold if rule.threshold is None or check == "freshness" \
+                else rule.threshold
+            severity = rule.severity or severity
+        return enabled, threshold, severity
+
+    def required_fields(self, entity: str) -> tuple[str, ...]:
+        if entity in self.required:
+            return tuple(self.required[entity])
+        return REQUIRED_FIELDS.get(entity, ("id",))
+
+
+def load(config: Config) -> ChecksConfig:
+    """Validate ``config.checks`` against the mapping; ConfigError names the dotted key."""
+    try:
+        checks = ChecksConfig.model_validate(config.checks)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = ".".join(str(p) for p in ("checks", *error.get("loc", ())))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "extra_forbidden":
+            message = "unknown key"
+        raise ConfigError(config.path, loc, message) from None
+    _cross_check(config, checks)
+    return checks
+
+
+def _cross_check(config: Config, checks: ChecksConfig) -> None:
+    file = config.path
+    for entity, fields in checks.required.items():
+        _known_entity(config, entity, f"checks.required.{entity}")
+        for name in fields:
+            if name not in model.entity_fields(entity):
+                raise ConfigError(file, f"checks.required.{entity}", f"{name!r} is not a field")
+    for entity, formats in checks.formats.items():
+        _known_entity(config, entity, f"checks.formats.{entity}")
+        for name, pattern in formats.items():
+            if name not in config.entities[entity].fields:
+                raise ConfigError(file, f"checks.formats.{entity}.{name}", "field not mapped")
+            _regex(file, f"checks.formats.{entity}.{name}", pattern)
+    for key in checks.rules:
+        entity, _, check = key.rpartition(".")
+        if check not in BUILTIN_CHECKS:
+            raise ConfigError(file, f"checks.rules.{key}",
+                              f"unknown check; one of {', '.join(BUILTIN_CHECKS)}")
+        if entity:
+            _known_entity(config, entity, f"checks.rules.{key}")
+    seen: set[tuple[str, str, str]] = set()
+    for index, custom in enumerate(checks.custom):
+        _known_entity(config, custom.entity, f"checks.custom.{index}.entity")
+        ident = (custom.entity, custom.check, repr(sorted(custom.kwargs.items())))
+        if ident in seen:
+            raise ConfigError(file, f"checks.custom.{index}", "duplicate check; give it a name")
+        seen.add(ident)
+
+
+def _known_entity(config: Config, entity: str, key: str) -> None:
+    if entity not in config.entities:
+        mapped = ", ".join(sorted(config.entities)) or "none"
+        raise ConfigError(config.path, key, f"entity {entity!r} is not mapped (mapped: {mapped})")
+
+
+def _regex(file: str, key: str, pattern: str) -> None:
+    import re
+
+    if pattern in FORMATS:
+        return
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(file, key, f"not a format name ({', '.join(FORMATS)}) "
+                                     f"nor a valid regex: {exc}") from None
+
+
+def format_regex(pattern: str) -> str:
+    return FORMATS.get(pattern, pattern)
