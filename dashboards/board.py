@@ -24,22 +24,21 @@ from grafana_foundation_sdk.models.dashboard import (
 
 from dashboards.panels import DATASOURCE, DATASOURCE_VAR
 from kpis import names
-from kpis.config import Config
+from kpis.config import Config, Kpis
 from kpis.durations import format_seconds
 
 # The Prometheus datasource the provisioning file creates; dashboards select it by default.
 DATASOURCE_UID = "carekpi-prometheus"
 DATASOURCE_NAME = "CareKPI Prometheus"
 TAG = "carekpi"
-DEFAULT_WINDOW = "7d"
+DEFAULT_WINDOW_SECONDS = 7 * 86400  # a week smooths weekdays; people pick others from the list
 ClinicChoice = Literal["multi", "single", "none"]
 
 
 def windows(config: Config | None) -> list[str]:
-    """The window label values the exporter uses, shortest first."""
-    if config is not None:
-        return [format_seconds(w.seconds) for w in config.kpis.windows]
-    return ["1h", "1d", "7d", "30d"]
+    """The window label values the exporter uses (formatted as it does), shortest first."""
+    section = config.kpis if config is not None else Kpis()
+    return [format_seconds(w.seconds) for w in section.windows]
 
 
 def _datasource_variable() -> DatasourceVariable:
@@ -65,7 +64,8 @@ def _clinic_variable(choice: ClinicChoice) -> QueryVariable:
 
 def _window_variable(config: Config | None) -> CustomVariable:
     values = windows(config)
-    default = DEFAULT_WINDOW if DEFAULT_WINDOW in values else values[-1]
+    preferred = format_seconds(DEFAULT_WINDOW_SECONDS)
+    default = preferred if preferred in values else values[-1]
     return (
         CustomVariable(names.WINDOW).label("Window")
         .description("The rolling window each KPI value is computed over.")
