@@ -3,6 +3,7 @@
 ```yaml
 checks:
   since: 24h                  # default window of `checks run` (absent: check every record)
+  schedule: 1h                # `carekpi serve` runs the checks this often (absent: never)
   freshness_max_age: 2h       # D5
   future_tolerance: 5m        # clock skew allowed before a timestamp counts as "in the future"
   required: {appointments: [id, clinic, start, created, status]}   # replaces the built-in list
@@ -92,6 +93,7 @@ class CustomCheck(_Strict):
 
 class ChecksConfig(_Strict):
     since: Duration | None = None
+    schedule: Duration | None = None
     freshness_max_age: Duration = Duration(7200)
     future_tolerance: Duration = Duration(300)
     required: dict[str, list[str]] = {}
@@ -99,7 +101,8 @@ class ChecksConfig(_Strict):
     rules: dict[str, Rule] = {}
     custom: list[CustomCheck] = []
 
-    @field_validator("since", "freshness_max_age", "future_tolerance", mode="before")
+    @field_validator("since", "schedule", "freshness_max_age", "future_tolerance",
+                     mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         if value is None or isinstance(value, Duration):
