@@ -48,8 +48,8 @@ def parse(text: str | float | int, *, business: bool = False) -> Duration:
 
 
 def format_seconds(seconds: float) -> str:
-    """The shortest exact form: 3600 -> 1h, 90 -> 90s, 86400 -> 1d."""
-    for unit in ("w", "d", "h", "m", "s"):
+    """The shortest exact form in s, m, h or d: 3600 -> 1h, 90 -> 90s, 604800 -> 7d."""
+    for unit in ("d", "h", "m", "s"):
         size = _UNITS[unit]
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"

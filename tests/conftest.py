@@ -53,35 +53,51 @@ def server_or_skip(dialect: str) -> sa.Engine:
     pytest.skip(reason)
 
 
-@pytest.fixture
-def fresh_database(tmp_path) -> Iterator[Callable[[str], str]]:
-    """A factory: dialect name -> URL of a new, empty database (dropped after the test)."""
-    created: list[tuple[sa.Engine, str]] = []
+class Databases:
+    """Creates empty databases on demand and drops them all at close()."""
 
-    def make(dialect: str) -> str:
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.created: list[tuple[sa.Engine, str]] = []
+
+    def make(self, dialect: str) -> str:
         if dialect == "sqlite":
-            return f"sqlite:///{tmp_path}/carekpi-{next(_counter)}.db"
+            return f"sqlite:///{self.folder}/carekpi-{next(_counter)}.db"
         admin = server_or_skip(dialect)
         name = f"carekpi_t{os.getpid()}_{next(_counter)}"
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
             conn.execute(sa.text(f"CREATE DATABASE {name}"))
-        created.append((admin, name))
+        self.created.append((admin, name))
         return sa.make_url(SERVER_URLS[dialect]).set(database=name).render_as_string(
             hide_password=False
         )
 
-    yield make
-    for admin, name in created:
-        with admin.connect() as conn:
-            if admin.dialect.name == "postgresql":
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            else:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
-        admin.dispose()
+    def close(self) -> None:
+        for admin, name in self.created:
+            force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
+            with admin.connect() as conn:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}{force}"))
+            admin.dispose()
+
+
+@pytest.fixture
+def fresh_database(tmp_path) -> Iterator[Callable[[str], str]]:
+    """A factory: dialect name -> URL of a new, empty database (dropped after the test)."""
+    databases = Databases(str(tmp_path))
+    yield databases.make
+    databases.close()
 
 
 @pytest.fixture(params=DIALECTS)
 def db_url(request, fresh_database) -> str:
     """An empty database on each dialect in turn: SQLite, PostgreSQL, MariaDB."""
     return fresh_database(request.param)
+
+
+@pytest.fixture(scope="module", params=DIALECTS)
+def module_db_url(request, tmp_path_factory) -> Iterator[str]:
+    """Like db_url, shared by the tests of one module (load data once per dialect)."""
+    databases = Databases(str(tmp_path_factory.mktemp("db")))
+    yield databases.make(request.param)
+    databases.close()

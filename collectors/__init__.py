@@ -1,0 +1,1 @@
+"""Collectors: SQL building and running, the refresh scheduler and the Prometheus exporter."""

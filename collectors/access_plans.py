@@ -1,0 +1,117 @@
+"""Plans for the access, scheduling and waiting KPIs (A1-A9), on the appointments entity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.expression import ColumnElement
+
+from collectors.plan import Context, Measure, Plan, anchored, label_dims
+from collectors.source import MappedEntity
+from collectors.sqlfuncs import days_between, later_of, number, seconds_between, text_literal
+from kpis.catalog import Kpi
+
+ATTENDED_OR_NOSHOW = ("fulfilled", "arrived", "checked-in", "noshow")
+BOOKED = ("booked", "arrived", "fulfilled", "cancelled", "noshow", "checked-in")
+KEPT_BOOKINGS = ("booked", "arrived", "fulfilled", "noshow", "checked-in")
+HOUR = 3600.0
+LEAD_TIME_BUCKETS = ((0, "0d"), (2, "1-2d"), (7, "3-7d"), (30, "8-30d"))
+
+
+def _plan(ctx: Context, kpi: Kpi, e: MappedEntity, measures: list[Measure],
+          dims: list[tuple[str, ColumnElement[Any]]] | None = None) -> Plan:
+    where, windows = anchored(ctx, e, kpi.anchor)
+    dims = label_dims(kpi, e) + (dims or [])
+    key = (e.name, kpi.anchor, tuple(name for name, _ in dims))
+    return Plan(kpi, e, where, windows, measures, dims, key)
+
+
+def proportion(ctx: Context, kpi: Kpi, e: MappedEntity, numerator: ColumnElement[bool],
+               denominator: ColumnElement[bool]) -> Plan:
+    return _plan(ctx, kpi, e, [Measure("denominator", denominator),
+                               Measure("numerator", sa.and_(denominator, numerator))])
+
+
+def duration(ctx: Context, kpi: Kpi, e: MappedEntity, when: ColumnElement[bool],
+             seconds: ColumnElement[float]) -> Plan:
+    return _plan(ctx, kpi, e, [Measure("histogram", when, seconds, kpi.buckets)])
+
+
+def no_show(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    return proportion(ctx, kpi, e, e.is_code("status", "noshow"),
+                      e.is_code("status", *ATTENDED_OR_NOSHOW))
+
+
+def late_cancellation(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    notice = seconds_between(e.col("cancellation_date"), e.col("start"))
+    late = sa.and_(e.is_code("status", "cancelled"), notice < number(24 * HOUR))
+    return proportion(ctx, kpi, e, late, e.is_code("status", *BOOKED))
+
+
+def lead_time(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    days = days_between(e.col("created"), e.col("start"))
+    return duration(ctx, kpi, e, e.is_code("status", *KEPT_BOOKINGS), days * number(86400))
+
+
+def _clock_start(e: MappedEntity) -> ColumnElement[Any]:
+    arrived = e.col("arrived") if e.mapped("arrived") else sa.null()
+    return later_of(arrived, e.col("start"))
+
+
+def wait_to_be_seen(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    wait = seconds_between(_clock_start(e), e.col("provider_start"))
+    return duration(ctx, kpi, e, e.col("provider_start").is_not(None), wait)
+
+
+def visit_cycle_time(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    cycle = seconds_between(_clock_start(e), e.col("departed"))
+    return duration(ctx, kpi, e, e.col("departed").is_not(None), cycle)
+
+
+def reminder_coverage(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    start = e.col("start")
+    booked_ahead = seconds_between(e.col("created"), start) >= number(48 * HOUR)
+    cancelled_early = sa.and_(
+        e.is_code("status", "cancelled"),
+        seconds_between(e.col("cancellation_date"), start) > number(48 * HOUR),
+    )
+    eligible = sa.and_(e.is_code("status", *BOOKED), booked_ahead,
+                       sa.not_(sa.func.coalesce(cancelled_early, sa.false())))
+    ahead = seconds_between(e.col("reminder_sent"), start)
+    reminded = sa.and_(ahead >= number(24 * HOUR), ahead <= number(48 * HOUR))
+    return proportion(ctx, kpi, e, reminded, eligible)
+
+
+def no_show_by_reminder(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    sent = sa.and_(e.col("reminder_sent").is_not(None), e.col("reminder_sent") <= e.col("start"))
+    reminder = sa.case((sent, text_literal("sent")), else_=text_literal("none"))
+    days = days_between(e.col("created"), e.col("start"))
+    lead = sa.case(*((days <= number(d), text_literal(label)) for d, label in LEAD_TIME_BUCKETS),
+                   else_=text_literal("over-30d"))
+    measures = [Measure("denominator", e.is_code("status", *ATTENDED_OR_NOSHOW)),
+                Measure("numerator", e.is_code("status", "noshow"))]
+    return _plan(ctx, kpi, e, measures, [("reminder", reminder), ("lead_time", lead)])
+
+
+def online_booking(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    created = sa.not_(e.is_code("status", "entered-in-error")) if e.mapped("status") else sa.true()
+    return proportion(ctx, kpi, e, e.is_code("booking_channel", "online"), created)
+
+
+def telehealth(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    virtual = e.col("virtual") == sa.true()
+    return proportion(ctx, kpi, e, virtual, e.is_code("status", *KEPT_BOOKINGS))
+
+
+BUILDERS = {
+    "no_show": no_show,
+    "late_cancellation": late_cancellation,
+    "lead_time": lead_time,
+    "wait_to_be_seen": wait_to_be_seen,
+    "visit_cycle_time": visit_cycle_time,
+    "reminder_coverage": reminder_coverage,
+    "no_show_by_reminder": no_show_by_reminder,
+    "online_booking": online_booking,
+    "telehealth": telehealth,
+}

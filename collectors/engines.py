@@ -1,0 +1,89 @@
+"""Database engines: read-only sessions, server-side statement timeouts, bounded pools.
+
+PostgreSQL: ``default_transaction_read_only`` and ``statement_timeout`` set at connect.
+MariaDB/MySQL: ``SET SESSION TRANSACTION READ ONLY`` and ``max_statement_time`` (MariaDB) or
+``max_execution_time`` (MySQL). SQLite: opened with ``mode=ro`` and interrupted from a
+progress handler when the timeout passes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from kpis.config import Source
+
+_sqlite_deadlines: dict[int, float] = {}  # id(sqlite3 connection) -> monotonic deadline
+
+
+def create(name: str, source: Source) -> sa.Engine:
+    """A pooled, read-only engine for one configured source."""
+    url = make_url(source.url)
+    timeout = source.query_timeout.seconds
+    connect = source.connect_timeout.seconds
+    backend = url.get_backend_name()
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800}
+    if backend == "sqlite":
+        url = _read_only_sqlite(url)
+        kwargs["connect_args"] = {"check_same_thread": False,
+                                  "timeout": min(connect, timeout)}
+    else:
+        kwargs.update(pool_size=source.pool_size, max_overflow=0,
+                      pool_timeout=max(connect, timeout))
+    if backend == "postgresql":
+        options = (f"-c default_transaction_read_only=on -c statement_timeout={int(timeout * 1000)}"
+                   f" -c TimeZone=UTC -c application_name=carekpi-{name}")
+        kwargs["connect_args"] = {"options": options, "connect_timeout": int(max(1, connect))}
+    elif backend in ("mysql", "mariadb"):
+        kwargs["connect_args"] = {"connect_timeout": int(max(1, connect)),
+                                  "read_timeout": int(timeout + 10)}
+    engine = sa.create_engine(url, **kwargs)
+    if backend in ("mysql", "mariadb"):
+        event.listen(engine, "connect", _mysql_session(timeout))
+    elif backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_interrupt)
+        event.listen(engine, "before_cursor_execute", _sqlite_deadline(timeout))
+    return engine
+
+
+def _read_only_sqlite(url: sa.URL) -> sa.URL:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return url
+    return url.set(database=f"file:{database}").update_query_dict({"mode": "ro", "uri": "true"})
+
+
+def _mysql_session(timeout: float) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT VERSION()")
+        mariadb = "mariadb" in str(cursor.fetchone()[0]).lower()
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+        cursor.execute("SET time_zone = '+00:00'")
+        if mariadb:
+            cursor.execute(f"SET SESSION max_statement_time = {timeout:.3f}")
+        else:
+            cursor.execute(f"SET SESSION max_execution_time = {int(timeout * 1000)}")
+        cursor.close()
+
+    return on_connect
+
+
+def _sqlite_interrupt(dbapi_connection: Any, _record: Any) -> None:
+    def over_time() -> int:
+        deadline = _sqlite_deadlines.get(id(dbapi_connection))
+        return 1 if deadline is not None and time.monotonic() > deadline else 0
+
+    dbapi_connection.set_progress_handler(over_time, 10000)
+
+
+def _sqlite_deadline(timeout: float) -> Any:
+    def before(conn: Any, _cursor: Any, *_args: Any) -> None:
+        raw = conn.connection.dbapi_connection
+        _sqlite_deadlines[id(raw)] = time.monotonic() + timeout
+
+    return before

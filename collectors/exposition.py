@@ -1,0 +1,162 @@
+"""The prometheus_client Collector: turns the latest snapshot into metric families.
+
+``collect()`` reads the in-memory store only; it never touches a database. The rendered
+families are cached per snapshot version, so concurrent scrapes between two refreshes cost
+one dictionary lookup each.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from collectors.store import Store
+from kpis import __version__, catalog, names, targets
+from kpis.catalog import Kpi
+from kpis.snapshot import KpiResult
+
+
+class CareKpiCollector(Collector):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._cached: tuple[int, list[Metric]] | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        """Static family names, so registering never triggers a collection."""
+        return [GaugeMetricFamily(names.SOURCE_UP, "Source reachable (1) or not (0).")]
+
+    def collect(self) -> Iterator[Metric]:
+        version = self.store.version
+        with self._lock:
+            if self._cached is None or self._cached[0] != version:
+                self._cached = (version, list(self._families()))
+            families = self._cached[1]
+        yield from families
+
+    def _families(self) -> Iterator[Metric]:
+        results = self.store.results()
+        by_kpi: dict[str, list[KpiResult]] = {}
+        for result in results:
+            by_kpi.setdefault(result.kpi.key, []).append(result)
+        for kpi in catalog.load():
+            fresh = [r for r in by_kpi.get(kpi.key, []) if self.store.servable(r)]
+            if fresh:
+                yield from kpi_families(kpi, fresh)
+        yield from self._targets(results)
+        yield from self._health(results)
+
+    def _targets(self, results: list[KpiResult]) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            names.KPI_TARGET, "The KPI's target in the unit of its statistic (ratio 0-1, "
+            "seconds, NPS points, count); with clinic: the effective per-clinic target.",
+            labels=[names.KPI, names.CLINIC])
+        plain = GaugeMetricFamily(names.KPI_TARGET, "", labels=[names.KPI])
+        config = self.store.config
+        for kpi in catalog.load():
+            goal = targets.target(kpi, config)
+            if goal is None or not targets.enabled(kpi, config):
+                continue
+            plain.add_metric([kpi.key], goal.value)
+            clinics = sorted({c.label(names.CLINIC) for r in results if r.kpi.key == kpi.key
+                              for c in r.cells} - {None})
+            for clinic in clinics:
+                per_clinic = targets.target(kpi, config, clinic)
+                assert per_clinic is not None and clinic is not None
+                family.add_metric([kpi.key, clinic], per_clinic.value)
+        family.samples.extend(plain.samples)
+        yield family
+
+    def _health(self, results: list[KpiResult]) -> Iterator[Metric]:
+        store = self.store
+        up = GaugeMetricFamily(names.SOURCE_UP, "Source reachable (1) or not (0) at its last "
+                               "health check.", labels=[names.SOURCE])
+        for source, ok in sorted(store.source_up().items()):
+            up.add_metric([source], 1.0 if ok else 0.0)
+        yield up
+        labels = [names.KPI, names.SOURCE]
+        kpi_up = GaugeMetricFamily(names.KPI_UP, "Last refresh of the KPI succeeded.", labels=labels)
+        last = GaugeMetricFamily(names.KPI_LAST_SUCCESS, "Unix time of the KPI's last "
+                                 "successful refresh.", labels=labels)
+        took = GaugeMetricFamily(names.KPI_REFRESH_DURATION, "Seconds the KPI's last refresh "
+                                 "took (its merged query).", labels=labels)
+        every = GaugeMetricFamily(names.KPI_REFRESH_INTERVAL, "Configured refresh interval.",
+                                  labels=labels)
+        errors = CounterMetricFamily(names.KPI_REFRESH_ERRORS, "Failed refreshes of the KPI.",
+                                     labels=labels)
+        rows = CounterMetricFamily(names.KPI_ROWS_READ, "Result rows read for the KPI.",
+                                   labels=labels)
+        available = GaugeMetricFamily(names.KPI_AVAILABLE, "The mapping provides the KPI (1); "
+                                      "0 with the reason.", labels=[names.KPI, "reason"])
+        for result in results:
+            key = [result.kpi.key, result.source]
+            if result.unavailable is not None:
+                available.add_metric([result.kpi.key, result.unavailable], 0.0)
+                continue
+            stats = store.stats(result.kpi.key, result.source)
+            available.add_metric([result.kpi.key, ""], 1.0)
+            kpi_up.add_metric(key, 1.0 if result.error is None else 0.0)
+            if stats.last_success is not None:
+                last.add_metric(key, stats.last_success)
+            took.add_metric(key, result.duration_seconds)
+            every.add_metric(key, stats.interval)
+            errors.add_metric(key, stats.errors)
+            rows.add_metric(key, stats.rows)
+        yield from (kpi_up, last, took, every, errors, rows, available)
+        folded = CounterMetricFamily(names.LABEL_VALUES_FOLDED, "Label values folded into "
+                                     "'other' past the label's cap.", labels=["label"])
+        for label, count in sorted(store.caps.folded.items()):
+            folded.add_metric([label], count)
+        yield folded
+        info = InfoMetricFamily(names.BUILD_INFO, "CareKPI build information.")
+        info.add_metric([], {"version": __version__})
+        yield info
+
+
+def kpi_families(kpi: Kpi, results: list[KpiResult]) -> Iterator[Metric]:
+    """The KPI's own series: counts, histograms, backlog or freshness timestamps."""
+    cells = [(r.source, c) for r in results for c in r.cells]
+    if not cells:
+        return
+    label_names = [names.SOURCE, *(k for k, _ in cells[0][1].labels)]
+    help_text = f"{kpi.id} {kpi.name}: {kpi.definition}"
+    if kpi.kind == "duration":
+        family = HistogramMetricFamily(names.histogram(kpi), help_text, labels=label_names)
+        for source, cell in cells:
+            h = cell.histogram
+            assert h is not None
+            buckets: list[tuple[str, Any]] = [(_le(b), c) for b, c in
+                                              zip(h.bounds, h.cumulative, strict=True)]
+            buckets.append(("+Inf", h.count))
+            family.add_metric([source, *(v for _, v in cell.labels)], buckets, h.sum)
+        yield family
+        return
+    if kpi.kind == "freshness":
+        family_f = GaugeMetricFamily(names.NEWEST_RECORD, "D5 Freshness: Unix time of the "
+                                     "newest record per entity (age = time() - value).",
+                                     labels=label_names)
+        for source, cell in cells:
+            family_f.add_metric([source, *(v for _, v in cell.labels)], cell.counts["timestamp"])
+        yield family_f
+        return
+    parts = list(cells[0][1].counts)
+    for part in parts:
+        name = names.backlog(kpi) if kpi.kind == "backlog" else names.count_metric(kpi, part)
+        family_g = GaugeMetricFamily(name, f"{help_text} ({part})", labels=label_names)
+        for source, cell in cells:
+            family_g.add_metric([source, *(v for _, v in cell.labels)], cell.counts[part])
+        yield family_g
+
+
+def _le(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else repr(bound)

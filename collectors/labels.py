@@ -1,0 +1,57 @@
+"""Label cardinality caps: past a label's cap, values fold into ``other`` and are counted."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+
+from kpis import names
+from kpis.catalog import Kpi
+from kpis.config import Labels
+from kpis.snapshot import Cell, Histogram, volume
+
+_SAFE = re.compile(r"^[\w .,:/()&+#-]{1,64}$")
+
+
+class LabelCaps:
+    def __init__(self, labels: Labels) -> None:
+        self.labels = labels
+        self.folded: Counter[str] = Counter()  # label -> values folded, over the process life
+        self._lock = threading.Lock()
+
+    def fold(self, kpi: Kpi, cells: list[Cell]) -> list[Cell]:
+        for label in kpi.label_dimensions:
+            cells = self._fold_label(label, cells, kpi)
+        return cells
+
+    def _fold_label(self, label: str, cells: list[Cell], kpi: Kpi) -> list[Cell]:
+        cap = self.labels.cap(label)
+        weight: Counter[str] = Counter()
+        for cell in cells:
+            value = cell.label(label)
+            if value is not None:
+                weight[value] += volume(kpi, cell) + 1e-9
+        unsafe = {v for v in weight if not _SAFE.match(v)}
+        keep = [v for v, _ in weight.most_common() if v not in unsafe]
+        keep = keep[: cap - 1] if len(keep) + len(unsafe) > cap else keep
+        dropped = set(weight) - set(keep)
+        if not dropped:
+            return cells
+        with self._lock:
+            self.folded[label] += len(dropped)
+        merged: dict[tuple[tuple[str, str], ...], Cell] = {}
+        for cell in cells:
+            labels = tuple((k, names.OTHER if k == label and v in dropped else v)
+                           for k, v in cell.labels)
+            merged[labels] = _add(merged[labels], cell, labels) if labels in merged else Cell(
+                labels, dict(cell.counts), cell.histogram)
+        return list(merged.values())
+
+
+def _add(a: Cell, b: Cell, labels: tuple[tuple[str, str], ...]) -> Cell:
+    counts = {k: a.counts.get(k, 0) + b.counts.get(k, 0) for k in {*a.counts, *b.counts}}
+    histogram: Histogram | None = a.histogram
+    if a.histogram is not None and b.histogram is not None:
+        histogram = a.histogram.merged(b.histogram)
+    return Cell(labels, counts, histogram)

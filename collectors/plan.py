@@ -1,0 +1,125 @@
+"""A KPI's query plan: which rows (window predicates on raw columns), grouped by which labels,
+counting what. Plans on the same entity, anchor and labels are merged into one SELECT."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.expression import ColumnElement
+
+from collectors.business_clock import BusinessClock
+from collectors.source import MappedEntity
+from kpis.catalog import Kpi
+from kpis.config import Config, KpiSettings
+from kpis.durations import Duration, format_seconds
+
+
+@dataclass
+class Measure:
+    """A count of rows meeting ``when``; with ``value`` a histogram of it (seconds)."""
+
+    name: str
+    when: ColumnElement[bool]
+    value: ColumnElement[float] | None = None
+    buckets: tuple[float, ...] = ()
+
+
+@dataclass
+class Plan:
+    kpi: Kpi
+    entity: MappedEntity
+    where: ColumnElement[bool]
+    windows: list[tuple[str, ColumnElement[bool]]]  # ("" = a "now" value: no window label)
+    measures: list[Measure]
+    dims: list[tuple[str, ColumnElement[Any]]] = field(default_factory=list)
+    merge_key: tuple[Any, ...] = ()
+
+
+@dataclass
+class Context:
+    """What every plan needs: the config, the evaluation time, the windows."""
+
+    config: Config
+    as_of: datetime  # aware, UTC
+
+    @property
+    def windows(self) -> list[tuple[str, float]]:
+        return [(format_seconds(w.seconds), w.seconds) for w in self.config.kpis.windows]
+
+    def settings(self, kpi: Kpi) -> KpiSettings:
+        return self.config.kpis.settings(kpi.key)
+
+    def now(self, entity: MappedEntity) -> datetime:
+        return entity.local_time(self.as_of)
+
+    def since(self, entity: MappedEntity, seconds: float) -> datetime:
+        return entity.local_time(self.as_of - timedelta(seconds=seconds))
+
+    def clock(self, entity: MappedEntity, lookback: float, business: bool = True) -> BusinessClock:
+        """A clock covering receipts from ``lookback`` before the evaluation time to it."""
+        calendar = self.config.kpis.calendar if business else None
+        start = self.since(entity, lookback + 86400)
+        return BusinessClock(calendar, entity.zone, start, self.now(entity) + timedelta(days=1))
+
+    def sla_seconds(self, sla: Duration) -> float:
+        """An SLA on the business clock: business days count calendar.business_day each, or
+        24 wall-clock hours without a calendar."""
+        if not sla.is_business:
+            return sla.seconds
+        calendar = self.config.kpis.calendar
+        per_day = calendar.business_day_seconds if calendar else 86400.0
+        return sla.business_days * per_day
+
+
+def at(value: datetime) -> ColumnElement[Any]:
+    return sa.literal(value, sa.DateTime())
+
+
+def anchored(ctx: Context, entity: MappedEntity, anchor: str,
+             ) -> tuple[ColumnElement[bool], list[tuple[str, ColumnElement[bool]]]]:
+    """Rows whose anchor timestamp falls in each window ending at the evaluation time."""
+    col, now = entity.col(anchor), at(ctx.now(entity))
+    windows = [(label, sa.and_(col >= at(ctx.since(entity, s)), col < now))
+               for label, s in ctx.windows]
+    longest = max(s for _, s in ctx.windows)
+    return sa.and_(col >= at(ctx.since(entity, longest)), col < now), windows
+
+
+def deadline_anchored(
+    ctx: Context, entity: MappedEntity, receipt: str, clock: BusinessClock,
+    classes: list[tuple[ColumnElement[bool], float]],
+) -> tuple[ColumnElement[bool], list[tuple[str, ColumnElement[bool]]]]:
+    """Rows whose deadline (receipt + SLA on the clock) falls in each window.
+
+    classes: mutually exclusive row conditions with their SLA in clock seconds. Each deadline
+    window becomes a range of receipt times per class, on the raw receipt column.
+    """
+    col, now = entity.col(receipt), ctx.now(entity)
+    windows, lows, highs = [], [], []
+    for label, seconds in ctx.windows:
+        parts = []
+        for condition, sla in classes:
+            lo, hi = clock.receipt_range(ctx.since(entity, seconds), now, sla)
+            parts.append(sa.and_(condition, col >= at(lo), col < at(hi)))
+            lows.append(lo)
+            highs.append(hi)
+        windows.append((label, sa.or_(*parts)))
+    return sa.and_(col >= at(min(lows)), col < at(max(highs))), windows
+
+
+def pinned(ctx: Context, entity: MappedEntity, name: str) -> ColumnElement[Any]:
+    """A later event as of the evaluation time: values after it count as not yet happened."""
+    col = entity.col(name)
+    return sa.case((col <= at(ctx.now(entity)), col), else_=None)
+
+
+def label_dims(kpi: Kpi, entity: MappedEntity) -> list[tuple[str, ColumnElement[Any]]]:
+    """The KPI's mapped label dimensions; an unmapped one is the constant ``all``."""
+    dims: list[tuple[str, ColumnElement[Any]]] = []
+    for name in kpi.label_dimensions:
+        expr = entity.col(name) if entity.mapped(name) else sa.literal_column("'all'")
+        dims.append((name, expr))
+    return dims

@@ -1,0 +1,255 @@
+"""Plans for response SLAs (M1-M3), the contact center (C1-C4), follow-up (F1-F3) and the
+survey KPIs (S1-S5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.expression import ColumnElement
+
+from collectors.access_plans import duration, proportion
+from collectors.plan import (
+    Context,
+    Measure,
+    Plan,
+    anchored,
+    at,
+    deadline_anchored,
+    label_dims,
+    pinned,
+)
+from collectors.source import MappedEntity
+from collectors.sqlfuncs import number, seconds_between
+from kpis.catalog import Kpi
+from kpis.durations import Duration
+
+DAY = 86400.0
+DEFAULT_SLA = {"response_sla": Duration(0, 1), "sla_breach_backlog": Duration(0, 1),
+               "first_response_time": Duration(0, 1), "follow_up": Duration(0, 2),
+               "detractor_follow_up": Duration(0, 2)}
+DEFAULT_LOOKBACK = {"sla_breach_backlog": 30 * DAY, "overdue_complaints": 365 * DAY}
+COMPLAINT_DEADLINE = 7 * DAY
+FCR_PERIOD = 7 * DAY
+
+
+def sla_classes(ctx: Context, kpi: Kpi, e: MappedEntity
+                ) -> list[tuple[ColumnElement[bool], float]]:
+    """Mutually exclusive (condition, SLA seconds) pairs: overrides in order, then the default."""
+    settings = ctx.settings(kpi)
+    default = ctx.sla_seconds(settings.sla or DEFAULT_SLA[kpi.key])
+    classes: list[tuple[ColumnElement[bool], float]] = []
+    earlier: list[ColumnElement[bool]] = []
+    for override in settings.sla_overrides:
+        parts: list[ColumnElement[bool]] = []
+        if override.channel is not None:
+            parts.append(_equals(e, "channel", override.channel))
+        if override.priority is not None:
+            parts.append(_equals(e, "priority", override.priority))
+        match = sa.and_(*parts)
+        classes.append((sa.and_(match, *(sa.not_(m) for m in earlier)), ctx.sla_seconds(
+            override.sla)))
+        earlier.append(match)
+    classes.append((sa.and_(sa.true(), *(sa.not_(m) for m in earlier)), default))
+    return classes
+
+
+def _equals(e: MappedEntity, name: str, value: str) -> ColumnElement[bool]:
+    if not e.mapped(name):
+        return sa.false()
+    if name == "priority":
+        return sa.func.coalesce(e.is_code("priority", value), sa.false())
+    return sa.func.coalesce(e.col(name), "") == value
+
+
+def _sla_of(classes: list[tuple[ColumnElement[bool], float]]) -> ColumnElement[float]:
+    if len(classes) == 1:
+        return number(classes[0][1])
+    return sa.case(*((cond, number(sla)) for cond, sla in classes[:-1]),
+                   else_=number(classes[-1][1]))
+
+
+def _deadline_plan(ctx: Context, kpi: Kpi, e: MappedEntity, receipt: str, done: str,
+                   classes: list[tuple[ColumnElement[bool], float]], business: bool,
+                   eligible: ColumnElement[bool] | None = None,
+                   success: ColumnElement[bool] | None = None) -> Plan:
+    lookback = max(s for _, s in ctx.windows) + 14 * DAY + max(s for _, s in classes)
+    clock = ctx.clock(e, lookback, business)
+    where, windows = deadline_anchored(ctx, e, receipt, clock, classes)
+    elapsed = clock.sql_elapsed(e.col(receipt), pinned(ctx, e, done))
+    met = elapsed <= _sla_of(classes)
+    if success is not None:
+        met = sa.and_(met, success)
+    base = eligible if eligible is not None else sa.true()
+    measures = [Measure("denominator", base), Measure("numerator", sa.and_(base, met))]
+    return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
+
+
+def first_response_time(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    where, windows = anchored(ctx, e, "received")
+    clock = ctx.clock(e, max(s for _, s in ctx.windows))
+    elapsed = clock.sql_elapsed(e.col("received"), pinned(ctx, e, "first_response"))
+    measures = [Measure("histogram", sa.true(), elapsed, kpi.buckets)]
+    return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
+
+
+def response_sla(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    return _deadline_plan(ctx, kpi, e, "received", "first_response",
+                          sla_classes(ctx, kpi, e), business=True)
+
+
+def sla_breach_backlog(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    """Unanswered now, deadline passed: receipts before the per-class latest receipt time."""
+    classes = sla_classes(ctx, kpi, e)
+    lookback = (ctx.settings(kpi).lookback or Duration(DEFAULT_LOOKBACK[kpi.key])).seconds
+    clock = ctx.clock(e, lookback)
+    received, now = e.col("received"), ctx.now(e)
+    overdue = [sa.and_(cond, received < at(clock.at(clock.elapsed(now) - sla)))
+               for cond, sla in classes]
+    oldest = ctx.since(e, lookback)
+    where = sa.and_(received >= at(oldest), received < at(now))
+    unanswered = pinned(ctx, e, "first_response").is_(None)
+    measures = [Measure("value", sa.and_(unanswered, sa.or_(*overdue)))]
+    return Plan(kpi, e, where, [("", sa.true())], measures, label_dims(kpi, e), (kpi.key,))
+
+
+def call_answer_wait(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    wait = seconds_between(e.col("queue_entered"), e.col("answered"))
+    return duration(ctx, kpi, e, e.col("answered").is_not(None), wait)
+
+
+def _abandon_wait(e: MappedEntity) -> ColumnElement[float]:
+    return seconds_between(e.col("queue_entered"), e.col("abandoned"))
+
+
+def _abandoned(e: MappedEntity) -> ColumnElement[bool]:
+    answered = e.col("answered").is_(None) if e.mapped("answered") else sa.true()
+    return sa.and_(e.col("abandoned").is_not(None), answered)
+
+
+def call_abandonment(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    short = sa.and_(_abandoned(e), _abandon_wait(e) <= number(5))
+    offered = sa.not_(sa.func.coalesce(short, sa.false()))
+    return proportion(ctx, kpi, e, _abandoned(e), offered)
+
+
+def service_level(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    y = (ctx.settings(kpi).threshold or Duration(30)).seconds
+    answered = e.col("answered").is_not(None)
+    wait = seconds_between(e.col("queue_entered"), e.col("answered"))
+    late_abandon = sa.and_(_abandoned(e), _abandon_wait(e) > number(y))
+    return proportion(ctx, kpi, e, sa.and_(answered, wait <= number(y)),
+                      sa.or_(answered, late_abandon))
+
+
+def first_contact_resolution(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    """Counted when the 7-day observation period ends in the window."""
+    classes = [(sa.true(), FCR_PERIOD)]
+    clock = ctx.clock(e, max(s for _, s in ctx.windows) + FCR_PERIOD, business=False)
+    where, windows = deadline_anchored(ctx, e, "queue_entered", clock, classes)
+    repeat = MappedEntity(e.name, e.config, alias="repeat_call")
+    later = seconds_between(e.col("queue_entered"), repeat.col("queue_entered"))
+    repeated = sa.exists().where(
+        repeat.col("caller_ref") == e.col("caller_ref"),
+        repeat.col("reason") == e.col("reason"),
+        repeat.col("queue_entered") > e.col("queue_entered"),
+        repeat.col("queue_entered") < at(ctx.now(e)),
+        later <= number(FCR_PERIOD),
+    ).select_from(repeat.from_)
+    resolvable = sa.and_(e.col("answered").is_not(None), e.col("caller_ref").is_not(None),
+                         e.col("reason").is_not(None))
+    resolved = sa.and_(e.col("resolved") == sa.true(), sa.not_(repeated))
+    measures = [Measure("denominator", resolvable),
+                Measure("numerator", sa.and_(resolvable, resolved))]
+    return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
+
+
+def follow_up(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    sla = ctx.sla_seconds(ctx.settings(kpi).sla or DEFAULT_SLA[kpi.key])
+    two_way = e.is_code("outcome", "reached")
+    return _deadline_plan(ctx, kpi, e, "due_from", "completed", [(sa.true(), sla)],
+                          business=True, success=two_way)
+
+
+def complaint_response(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    return _deadline_plan(ctx, kpi, e, "received", "responded",
+                          [(sa.true(), COMPLAINT_DEADLINE)], business=False)
+
+
+def overdue_complaints(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    lookback = (ctx.settings(kpi).lookback or Duration(DEFAULT_LOOKBACK[kpi.key])).seconds
+    received = e.col("received")
+    where = sa.and_(received >= at(ctx.since(e, lookback)),
+                    received < at(ctx.since(e, COMPLAINT_DEADLINE)))
+    measures = [Measure("value", pinned(ctx, e, "resolved").is_(None))]
+    return Plan(kpi, e, where, [("", sa.true())], measures, label_dims(kpi, e), (kpi.key,))
+
+
+def _plain(ctx: Context, kpi: Kpi, e: MappedEntity, measures: list[Measure]) -> Plan:
+    where, windows = anchored(ctx, e, kpi.anchor)
+    dims = label_dims(kpi, e)
+    return Plan(kpi, e, where, windows, measures, dims,
+                (e.name, kpi.anchor, tuple(n for n, _ in dims)))
+
+
+def _scale(e: MappedEntity, scale: str, low: int, high: int) -> ColumnElement[bool]:
+    score = e.col("score")
+    return sa.and_(e.is_code("scale", scale), score >= number(low), score <= number(high))
+
+
+def _recommend(ctx: Context, kpi: Kpi, e: MappedEntity) -> ColumnElement[bool]:
+    item = ctx.settings(kpi).item or "recommend"
+    return sa.and_(e.col("item") == item, _scale(e, "0-10", 0, 10))
+
+
+def top_box(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    valid = sa.or_(_scale(e, "0-10", 0, 10), _scale(e, "1-4", 1, 4))
+    top = sa.or_(_scale(e, "0-10", 9, 10), _scale(e, "1-4", 4, 4))
+    return _plain(ctx, kpi, e, [Measure("denominator", valid),
+                                Measure("numerator", sa.and_(valid, top))])
+
+
+def nps(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    answer = _recommend(ctx, kpi, e)
+    score = e.col("score")
+    return _plain(ctx, kpi, e, [Measure("responses", answer),
+                                Measure("promoters", sa.and_(answer, score >= number(9))),
+                                Measure("detractors", sa.and_(answer, score <= number(6)))])
+
+
+def csat(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    valid = _scale(e, "1-5", 1, 5)
+    return _plain(ctx, kpi, e, [Measure("denominator", valid),
+                                Measure("numerator", sa.and_(valid, e.col("score") >= 4))])
+
+
+def survey_response(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    completed = pinned(ctx, e, "completed").is_not(None)
+    return _plain(ctx, kpi, e, [Measure("denominator", sa.true()),
+                                Measure("numerator", completed)])
+
+
+def detractor_follow_up(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    sla = ctx.sla_seconds(ctx.settings(kpi).sla or DEFAULT_SLA[kpi.key])
+    detractor = sa.and_(_recommend(ctx, kpi, e), e.col("score") <= number(6))
+    return _deadline_plan(ctx, kpi, e, "submitted", "contacted", [(sa.true(), sla)],
+                          business=True, eligible=detractor)
+
+
+BUILDERS: dict[str, Any] = {
+    "first_response_time": first_response_time,
+    "response_sla": response_sla,
+    "sla_breach_backlog": sla_breach_backlog,
+    "call_answer_wait": call_answer_wait,
+    "call_abandonment": call_abandonment,
+    "service_level": service_level,
+    "first_contact_resolution": first_contact_resolution,
+    "follow_up": follow_up,
+    "complaint_response": complaint_response,
+    "overdue_complaints": overdue_complaints,
+    "top_box": top_box,
+    "nps": nps,
+    "csat": csat,
+    "survey_response": survey_response,
+    "detractor_follow_up": detractor_follow_up,
+}

@@ -1,0 +1,138 @@
+"""Background refresh: every unit on its own interval, on a bounded worker pool per source.
+
+A scrape never waits for this. At most one refresh of a unit is in flight; a unit still
+running when it is due again is skipped until its next slot. Each source is health-checked on
+its refresh interval; while it is down the check backs off from 1 s up to the interval, and
+when it comes back every unit of the source is refreshed at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from collectors import evaluate
+from collectors.evaluate import Unit
+from collectors.store import Store
+
+log = logging.getLogger("carekpi.scheduler")
+
+
+class Scheduler:
+    def __init__(self, store: Store, engines: dict[str, sa.Engine]) -> None:
+        self.store, self.engines = store, engines
+        config = store.config
+        self.units = evaluate.units(config)
+        self._pools = {
+            name: ThreadPoolExecutor(max_workers=source.pool_size,
+                                     thread_name_prefix=f"carekpi-refresh-{name}")
+            for name, source in config.sources.items() if name in engines
+        }
+        self._health = ThreadPoolExecutor(max_workers=1, thread_name_prefix="carekpi-health")
+        self._queue: list[tuple[float, int, str, int]] = []  # (due, seq, kind, index)
+        self._seq = 0
+        self._in_flight: set[int] = set()
+        self._backoff: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name="carekpi-scheduler", daemon=True)
+        self.skipped = 0
+
+    def start(self) -> None:
+        self.store.put(evaluate.unavailable(self.store.config, datetime.now(UTC)), 0.0)
+        now = time.monotonic()
+        with self._lock:
+            for i in range(len(self.units)):
+                self._push(now, "unit", i)
+            for i, source in enumerate(sorted(self._pools)):
+                self._push(now, "health", i)
+                self._backoff[source] = 1.0
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        self._thread.join(timeout)
+        for pool in [*self._pools.values(), self._health]:
+            pool.shutdown(wait=False, cancel_futures=True)
+        for engine in self.engines.values():
+            engine.dispose()
+
+    def _push(self, due: float, kind: str, index: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (due, self._seq, kind, index))
+        self._wake.notify_all()
+
+    def _loop(self) -> None:
+        with self._wake:
+            while not self._stopping:
+                if not self._queue:
+                    self._wake.wait()
+                    continue
+                due, _, kind, index = self._queue[0]
+                delay = due - time.monotonic()
+                if delay > 0:
+                    self._wake.wait(delay)
+                    continue
+                heapq.heappop(self._queue)
+                if kind == "unit":
+                    self._dispatch(index, due)
+                else:
+                    self._health.submit(self._check, sorted(self._pools)[index], index)
+
+    def _dispatch(self, index: int, due: float) -> None:
+        unit = self.units[index]
+        self._push(max(due + unit.interval, time.monotonic()), "unit", index)
+        if index in self._in_flight:
+            self.skipped += 1
+            log.info("refresh of %s still running; skipping this slot", unit.name)
+            return
+        self._in_flight.add(index)
+        self._pools[unit.source].submit(self._refresh, index, unit)
+
+    def _refresh(self, index: int, unit: Unit) -> None:
+        try:
+            results = evaluate.run_unit(self.engines[unit.source], self.store.config, unit,
+                                        datetime.now(UTC), self.store.caps)
+            self.store.put(results, unit.interval)
+        except Exception:  # pragma: no cover - run_unit turns failures into results
+            log.exception("refresh of %s crashed", unit.name)
+        finally:
+            with self._lock:
+                self._in_flight.discard(index)
+
+    def _check(self, source: str, index: int) -> None:
+        interval = self.store.config.sources[source].refresh_interval.seconds
+        try:
+            with self.engines[source].connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            up = True
+        except Exception as exc:  # noqa: BLE001
+            up = False
+            log.warning("source %s is down: %s", source, type(exc).__name__)
+        was_up = self.store.source_up().get(source)
+        self.store.set_source_up(source, up)
+        with self._wake:
+            if up:
+                self._backoff[source] = 1.0
+                delay = interval
+                if was_up is False:
+                    self._refresh_source_now(source)
+            else:
+                delay = self._backoff[source]
+                self._backoff[source] = min(delay * 2, interval)
+            self._push(time.monotonic() + delay, "health", index)
+
+    def _refresh_source_now(self, source: str) -> None:
+        now = time.monotonic()
+        for i, unit in enumerate(self.units):
+            if unit.source == source:
+                self._push(now, "unit", i)

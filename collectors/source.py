@@ -1,0 +1,94 @@
+"""An entity of the user's database as SQLAlchemy sees it: the table (or SELECT), each logical
+field's column or expression, canonical codes, and the entity's time zone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.sql.expression import ColumnElement, FromClause
+
+from kpis import model
+from kpis.config import Config, Entity, SqlExpression
+
+_TYPES: dict[model.FieldType, sa.types.TypeEngine[Any]] = {
+    model.FieldType.TIMESTAMP: sa.DateTime(),
+    model.FieldType.BOOL: sa.Boolean(),
+    model.FieldType.NUMBER: sa.Float(),
+}
+
+
+class MappedEntity:
+    """One logical entity bound to its table, with typed field expressions."""
+
+    def __init__(self, name: str, entity: Entity, alias: str = "e") -> None:
+        self.name, self.config = name, entity
+        self.zone = ZoneInfo(entity.timezone)
+        self.fields = model.entity_fields(name)
+        columns = sorted({m for m in entity.fields.values() if isinstance(m, str)})
+        if entity.query is not None:
+            self.from_: FromClause = (
+                sa.text(entity.query).columns(*(sa.column(c) for c in columns)).subquery(alias)
+            )
+        else:
+            table = sa.table(entity.table or "", *(sa.column(c) for c in columns),
+                             schema=entity.db_schema)
+            self.from_ = table.alias(alias)
+
+    def mapped(self, *names: str) -> bool:
+        return all(n in self.config.fields for n in names)
+
+    def missing(self, names: Iterable[str]) -> list[str]:
+        return [n for n in names if n not in self.config.fields]
+
+    def col(self, name: str) -> ColumnElement[Any]:
+        """The field's expression, typed by its logical type (timestamps parse on SQLite)."""
+        mapping = self.config.fields[name]
+        type_ = _TYPES.get(self.fields[name].type, sa.String())
+        if isinstance(mapping, SqlExpression):
+            return sa.type_coerce(sa.literal_column(f"({mapping.sql})"), type_)
+        return sa.type_coerce(self.from_.c[mapping], type_)
+
+    def local_codes(self, name: str, canonical: Iterable[str]) -> list[Any]:
+        """The local codes that mean any of the canonical codes (identity when unmapped)."""
+        wanted = set(canonical)
+        codes = self.config.codes.get(name)
+        if codes is None:
+            return sorted(wanted)
+        return [code for canon, local in codes.items() if canon in wanted for code in local]
+
+    def is_code(self, name: str, *canonical: str) -> ColumnElement[bool]:
+        """``field IN (local codes)``; false when nothing maps to the canonical codes."""
+        codes = self.local_codes(name, canonical)
+        if not codes:
+            return sa.false()
+        return self.col(name).in_([_code_literal(c) for c in codes])
+
+    def local_time(self, moment: datetime) -> datetime:
+        """A UTC instant as the naive local time the entity's timestamps are stored in."""
+        return moment.astimezone(self.zone).replace(tzinfo=None)
+
+    def instant(self, stored: datetime | str | None) -> datetime | None:
+        """A stored naive timestamp (or an aware one) as an aware UTC instant."""
+        if stored is None:
+            return None
+        if isinstance(stored, str):
+            stored = datetime.fromisoformat(stored)
+        if stored.tzinfo is None:
+            stored = stored.replace(tzinfo=self.zone)
+        return stored.astimezone(ZoneInfo("UTC"))
+
+
+def _code_literal(code: Any) -> ColumnElement[Any]:
+    if isinstance(code, bool):
+        return sa.true() if code else sa.false()
+    if isinstance(code, int):
+        return sa.literal_column(str(code))
+    return sa.literal_column("'" + str(code).replace("'", "''") + "'")
+
+
+def mapped_entities(config: Config) -> dict[str, MappedEntity]:
+    return {name: MappedEntity(name, entity) for name, entity in config.entities.items()}

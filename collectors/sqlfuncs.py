@@ -1,0 +1,105 @@
+"""Portable SQL for time arithmetic: one construct, one rendering per dialect.
+
+Window predicates compare raw timestamp columns with bound values (so indexes are used);
+these constructs appear only inside aggregates, never around an indexed column in a WHERE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
+
+class SecondsBetween(FunctionElement[float]):
+    """``later - earlier`` in seconds (float; NULL when either side is NULL)."""
+
+    type = sa.Float()
+    inherit_cache = True
+    name = "seconds_between"
+
+
+class DaysBetween(FunctionElement[int]):
+    """``date(later) - date(earlier)`` in whole calendar days."""
+
+    type = sa.Integer()
+    inherit_cache = True
+    name = "days_between"
+
+
+def seconds_between(earlier: Any, later: Any) -> SecondsBetween:
+    return SecondsBetween(earlier, later)
+
+
+def days_between(earlier: Any, later: Any) -> DaysBetween:
+    return DaysBetween(earlier, later)
+
+
+def _args(element: FunctionElement[Any], compiler: Any, **kw: Any) -> tuple[str, str]:
+    earlier, later = list(element.clauses)
+    return compiler.process(earlier, **kw), compiler.process(later, **kw)
+
+
+@compiles(SecondsBetween, "postgresql")
+def _pg_seconds(element: SecondsBetween, compiler: Any, **kw: Any) -> str:
+    a, b = _args(element, compiler, **kw)
+    return f"CAST(EXTRACT(EPOCH FROM ({b}) - ({a})) AS DOUBLE PRECISION)"
+
+
+@compiles(SecondsBetween, "mysql")
+@compiles(SecondsBetween, "mariadb")
+def _my_seconds(element: SecondsBetween, compiler: Any, **kw: Any) -> str:
+    a, b = _args(element, compiler, **kw)
+    return f"(TIMESTAMPDIFF(MICROSECOND, {a}, {b}) / 1000000.0)"
+
+
+@compiles(SecondsBetween)
+def _sqlite_seconds(element: SecondsBetween, compiler: Any, **kw: Any) -> str:
+    a, b = _args(element, compiler, **kw)
+    # julianday is exact to about 50 microseconds at today's dates: round to milliseconds.
+    return f"ROUND((julianday({b}) - julianday({a})) * 86400.0, 3)"
+
+
+@compiles(DaysBetween, "postgresql")
+def _pg_days(element: DaysBetween, compiler: Any, **kw: Any) -> str:
+    a, b = _args(element, compiler, **kw)
+    return f"(CAST({b} AS DATE) - CAST({a} AS DATE))"
+
+
+@compiles(DaysBetween, "mysql")
+@compiles(DaysBetween, "mariadb")
+def _my_days(element: DaysBetween, compiler: Any, **kw: Any) -> str:
+    a, b = _args(element, compiler, **kw)
+    return f"DATEDIFF({b}, {a})"
+
+
+@compiles(DaysBetween)
+def _sqlite_days(element: DaysBetween, compiler: Any, **kw: Any) -> str:
+    a, b = _args(element, compiler, **kw)
+    return f"CAST(julianday(date({b})) - julianday(date({a})) AS INTEGER)"
+
+
+def later_of(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
+    """max(a, b) treating a NULL ``a`` as absent (IHI: the clock starts at the later time)."""
+    return sa.case((sa.and_(a.is_not(None), a > b), a), else_=b)
+
+
+def number(value: float) -> ColumnElement[float]:
+    """A numeric constant rendered inline (keeps GROUP BY and CASE free of typed binds)."""
+    text = repr(float(value)) if value != int(value) else str(int(value))
+    return sa.literal_column(text, sa.Float())
+
+
+def text_literal(value: str) -> ColumnElement[str]:
+    """A short constant string rendered inline, safely quoted (only catalog constants)."""
+    return sa.literal_column("'" + value.replace("'", "''") + "'", sa.String())
+
+
+def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return sa.func.sum(sa.case((condition, 1), else_=0))
+
+
+def sum_if(condition: ColumnElement[bool], value: ColumnElement[Any]) -> ColumnElement[float]:
+    return sa.func.sum(sa.case((condition, value), else_=None))

@@ -1,0 +1,91 @@
+"""The latest completed snapshot per KPI and source, with refresh statistics.
+
+Written by the refresh workers, read by scrapes; every access is under one lock and every
+read returns immutable values.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+
+from collectors.labels import LabelCaps
+from kpis.config import Config
+from kpis.snapshot import KpiResult
+
+
+@dataclass(frozen=True)
+class Stats:
+    interval: float = 0.0
+    last_success: float | None = None  # Unix time
+    errors: int = 0
+    rows: int = 0
+
+
+class Store:
+    def __init__(self, config: Config, stale_after_intervals: float = 3.0) -> None:
+        self.config = config
+        self.caps = LabelCaps(config.labels)
+        self.stale_after = stale_after_intervals
+        self._lock = threading.Lock()
+        self._results: dict[tuple[str, str], KpiResult] = {}
+        self._good: dict[tuple[str, str], KpiResult] = {}
+        self._stats: dict[tuple[str, str], Stats] = {}
+        self._source_up: dict[str, bool] = {}
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def put(self, results: list[KpiResult], interval: float) -> None:
+        with self._lock:
+            for result in results:
+                key = (result.kpi.key, result.source)
+                stats = self._stats.get(key, Stats(interval))
+                if result.ok:
+                    self._good[key] = result
+                    stats = replace(stats, interval=interval, rows=stats.rows + result.rows_read,
+                                    last_success=result.evaluated_at.timestamp())
+                elif result.error is not None:
+                    stats = replace(stats, interval=interval, errors=stats.errors + 1)
+                self._stats[key] = stats
+                self._results[key] = result
+            self._version += 1
+
+    def set_source_up(self, source: str, up: bool) -> None:
+        with self._lock:
+            if self._source_up.get(source) != up:
+                self._source_up[source] = up
+                self._version += 1
+
+    def results(self) -> list[KpiResult]:
+        """The latest result per KPI and source; a failed refresh shows the last good cells
+        (its error stays visible through carekpi_kpi_up) until they go stale."""
+        with self._lock:
+            out = []
+            for key, result in self._results.items():
+                good = self._good.get(key)
+                if result.error is not None and good is not None:
+                    result = replace(good, error=result.error,
+                                     duration_seconds=result.duration_seconds)
+                out.append(result)
+            return out
+
+    def servable(self, result: KpiResult) -> bool:
+        """Cells older than a few refresh intervals are dropped rather than served stale."""
+        stats = self.stats(result.kpi.key, result.source)
+        if result.error is None:
+            return True
+        if stats.last_success is None:
+            return False
+        return time.time() - stats.last_success <= self.stale_after * max(stats.interval, 1.0)
+
+    def stats(self, kpi: str, source: str) -> Stats:
+        with self._lock:
+            return self._stats.get((kpi, source), Stats())
+
+    def source_up(self) -> dict[str, bool]:
+        with self._lock:
+            return dict(self._source_up)

@@ -1,0 +1,121 @@
+"""``carekpi config validate``, live part: every mapped table, column and expression exists and
+has a usable type; local codes present in the data but missing from the mapping are listed.
+
+Findings name the entity and the logical field; code values are listed only for coded fields
+(status, channel codes: configuration vocabulary, not patient data), at most 20 of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from collectors.evaluate import _describe
+from collectors.source import MappedEntity
+from kpis import model
+from kpis.config import Config
+
+_NUMERIC_OK = (sa.types.Integer, sa.types.Numeric, sa.types.Float, sa.types.Boolean)
+_TIME_OK = (sa.types.DateTime, sa.types.Date, sa.types.String, sa.types.NullType)
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "error" or "warning"
+    where: str  # entities.<name>.fields.<field>
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level}: {self.where}: {self.message}"
+
+
+def check_live(config: Config, engines: dict[str, sa.Engine]) -> list[Finding]:
+    findings: list[Finding] = []
+    for name, entity in config.entities.items():
+        mapped = MappedEntity(name, entity)
+        where = f"entities.{name}"
+        try:
+            with engines[entity.source].connect() as conn:
+                findings.extend(_check_entity(conn, mapped, where))
+                conn.rollback()
+        except sa.exc.DBAPIError as exc:
+            findings.append(Finding("error", f"sources.{entity.source}",
+                                    f"cannot query: {_describe(exc)}"))
+    return findings
+
+
+def _check_entity(conn: sa.Connection, e: MappedEntity, where: str) -> list[Finding]:
+    try:
+        conn.execute(sa.select(sa.literal(1)).select_from(e.from_).limit(0))
+    except sa.exc.DBAPIError as exc:
+        conn.rollback()
+        what = f"table {e.config.table!r}" if e.config.table else "query"
+        return [Finding("error", f"{where}.{'table' if e.config.table else 'query'}",
+                        f"{what} cannot be read ({_describe(exc)})")]
+    findings = []
+    for field_name in e.config.fields:
+        finding = _check_field(conn, e, field_name, f"{where}.fields.{field_name}")
+        if finding is not None:
+            findings.append(finding)
+    for field_name in e.config.fields:
+        if e.fields[field_name].type is model.FieldType.CODE:
+            findings.extend(_unmapped_codes(conn, e, field_name, where))
+    return findings
+
+
+def _check_field(conn: sa.Connection, e: MappedEntity, name: str, where: str) -> Finding | None:
+    expr = e.col(name)
+    try:
+        conn.execute(sa.select(expr).select_from(e.from_).limit(1)).all()
+    except sa.exc.DBAPIError as exc:
+        conn.rollback()
+        mapping = e.config.fields[name]
+        shown = mapping if isinstance(mapping, str) else "expression"
+        return Finding("error", where, f"{shown!r} cannot be selected from "
+                       f"{e.config.table or 'the query'} ({_describe(exc)})")
+    return _check_type(conn, e, name, where)
+
+
+def _check_type(conn: sa.Connection, e: MappedEntity, name: str, where: str) -> Finding | None:
+    mapping = e.config.fields[name]
+    if not isinstance(mapping, str) or e.config.table is None:
+        return None
+    try:
+        columns = sa.inspect(conn).get_columns(e.config.table, schema=e.config.db_schema)
+    except sa.exc.SQLAlchemyError:
+        return None
+    types = {c["name"]: c["type"] for c in columns}
+    if mapping not in types:
+        return Finding("error", where, f"column {mapping!r} not found in table "
+                       f"{e.config.table!r}")
+    kind, type_ = e.fields[name].type, types[mapping]
+    if kind is model.FieldType.TIMESTAMP and not isinstance(type_, _TIME_OK):
+        return Finding("error", where, f"column {mapping!r} has type {type_}; a timestamp "
+                       "is needed")
+    if kind in (model.FieldType.NUMBER, model.FieldType.BOOL) and not isinstance(type_,
+                                                                               _NUMERIC_OK):
+        return Finding("error", where, f"column {mapping!r} has type {type_}; a number or "
+                       "boolean is needed")
+    return None
+
+
+def _unmapped_codes(conn: sa.Connection, e: MappedEntity, name: str, where: str
+                    ) -> list[Finding]:
+    codes = e.config.codes.get(name)
+    known = {str(c) for local in (codes or {}).values() for c in local} if codes else set(
+        e.fields[name].codes)
+    col = e.col(name)
+    query = sa.select(col).select_from(e.from_).where(col.is_not(None)).distinct().limit(1000)
+    try:
+        present = {str(row[0]) for row in conn.execute(query)}
+    except sa.exc.DBAPIError:
+        conn.rollback()
+        return []
+    unknown = sorted(present - known)
+    if not unknown:
+        return []
+    shown = ", ".join(repr(c[:32]) for c in unknown[:20]) + (" ..." if len(unknown) > 20 else "")
+    return [Finding("warning", f"{where}.codes.{name}",
+                    f"{len(unknown)} local code(s) in the data are not mapped (their records "
+                    f"are left out of the KPIs that need them): {shown}")]

@@ -1,0 +1,127 @@
+"""KPI numbers on data whose answers are known by construction, on every dialect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from collectors import evaluate
+from collectors.service import create_engines
+from kpis import config as config_module
+from kpis.snapshot import KpiResult
+from tests import known_data
+
+
+@pytest.fixture(scope="module")
+def results(module_db_url: str) -> dict[str, KpiResult]:
+    known_data.load(module_db_url)
+    config = config_module.parse(known_data.config(module_db_url), "known.yaml")
+    engines = create_engines(config)
+    try:
+        out = evaluate.evaluate(config, engines, known_data.AS_OF)
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    return {r.kpi.key: r for r in out}
+
+
+def cell(result: KpiResult, **labels: str) -> Any:
+    matches = [c for c in result.cells if all(c.label(k) == v for k, v in labels.items())]
+    assert len(matches) == 1, f"{result.kpi.key} {labels}: {len(matches)} cells; {result.error}"
+    return matches[0]
+
+
+def counts(result: KpiResult, **labels: str) -> tuple[float, float]:
+    c = cell(result, **labels).counts
+    return c["numerator"], c["denominator"]
+
+
+def test_no_show_counts_only_attended_or_noshow(results: dict[str, KpiResult]) -> None:
+    r = results["no_show"]
+    assert counts(r, clinic="north", window="1d") == (1, 3)  # cancelled and pending left out
+    assert counts(r, clinic="north", window="1h") == (0, 1)
+    assert counts(r, clinic="north", window="7d") == (1, 3)  # the early cancellation too
+    assert counts(r, clinic="south", window="7d") == (0, 1)  # arrived counts; error, future not
+
+
+def test_late_cancellation_is_under_24_hours_notice(results: dict[str, KpiResult]) -> None:
+    r = results["late_cancellation"]
+    assert counts(r, clinic="north", window="1d") == (1, 4)
+    assert counts(r, clinic="north", window="7d") == (1, 5)
+
+
+def test_wait_clock_starts_at_the_later_of_arrival_and_start(results: dict[str, KpiResult]
+                                                             ) -> None:
+    h = cell(results["wait_to_be_seen"], clinic="north", window="1d").histogram
+    assert (h.count, h.sum) == (2, 2100.0)  # 20 min (early arrival) + 15 min (late arrival)
+    assert dict(zip(h.bounds, h.cumulative, strict=True))[900] == 1
+    assert dict(zip(h.bounds, h.cumulative, strict=True))[1200] == 2
+    south = cell(results["wait_to_be_seen"], clinic="south", window="1d").histogram
+    assert (south.count, south.sum) == (1, 2100.0)
+
+
+def test_cycle_time_needs_a_departure(results: dict[str, KpiResult]) -> None:
+    h = cell(results["visit_cycle_time"], clinic="north", window="1d").histogram
+    assert (h.count, h.sum) == (1, 3000.0)
+
+
+def test_lead_time_in_calendar_days(results: dict[str, KpiResult]) -> None:
+    h = cell(results["lead_time"], clinic="north", window="1d").histogram
+    assert (h.count, h.sum) == (3, 12 * 86400.0)
+    le = dict(zip(h.bounds, h.cumulative, strict=True))
+    assert (le[0], le[86400], le[172800], le[604800], le[1209600]) == (1, 1, 2, 2, 3)
+
+
+def test_reminder_coverage_window_is_48_to_24_hours(results: dict[str, KpiResult]) -> None:
+    assert counts(results["reminder_coverage"], clinic="north", window="1d") == (1, 3)
+
+
+def test_no_show_split_by_reminder_and_lead_time(results: dict[str, KpiResult]) -> None:
+    r = results["no_show_by_reminder"]
+    assert counts(r, clinic="north", window="1d", reminder="sent", lead_time="8-30d") == (0, 1)
+    assert counts(r, clinic="north", window="1d", reminder="none", lead_time="1-2d") == (1, 1)
+    assert counts(r, clinic="north", window="1d", reminder="none", lead_time="0d") == (0, 1)
+
+
+def test_online_booking_and_telehealth_shares(results: dict[str, KpiResult]) -> None:
+    assert counts(results["online_booking"], clinic="north", window="1d") == (1, 2)
+    assert counts(results["telehealth"], clinic="north", window="1d") == (1, 3)
+
+
+def test_response_sla_by_deadline_window(results: dict[str, KpiResult]) -> None:
+    r = results["response_sla"]
+    assert counts(r, clinic="north", channel="portal", window="1h") == (1, 2)
+    assert counts(r, clinic="north", channel="portal", window="1d") == (2, 3)
+    assert counts(r, clinic="north", channel="email", window="1d") == (0, 1)
+    # 6 was answered after the evaluation time: a miss as of then.
+    assert counts(r, clinic="north", channel="portal", window="7d") == (2, 4)
+
+
+def test_backlog_is_unanswered_past_deadline_now(results: dict[str, KpiResult]) -> None:
+    r = results["sla_breach_backlog"]
+    assert cell(r, clinic="north", channel="portal").counts["value"] == 2
+    assert cell(r, clinic="north", channel="chat").counts["value"] == 0  # auto-ack, not due
+
+
+def test_first_response_excludes_unanswered_and_auto_acks(results: dict[str, KpiResult]
+                                                          ) -> None:
+    r = results["first_response_time"]
+    portal = cell(r, clinic="north", channel="portal", window="1d").histogram
+    assert (portal.count, portal.sum) == (1, 10800.0)
+    assert cell(r, clinic="north", channel="chat", window="1d").histogram.count == 0
+    week = cell(r, clinic="north", channel="portal", window="7d").histogram
+    assert (week.count, week.sum) == (2, 28800.0)
+
+
+def test_unmapped_entities_are_unavailable_with_the_reason(results: dict[str, KpiResult]
+                                                           ) -> None:
+    assert results["call_abandonment"].unavailable == "entity calls not mapped"
+    assert results["call_abandonment"].cells == ()
+
+
+def test_freshness_is_the_newest_record_not_in_the_future(results: dict[str, KpiResult]) -> None:
+    newest = {c.label("entity"): c.counts["timestamp"] for c in results["freshness"].cells}
+    assert newest["appointments"] == known_data.D(2026, 3, 2, 11, tzinfo=known_data.UTC
+                                                  ).timestamp()
+    assert newest["messages"] == known_data.D(2026, 3, 2, 9, tzinfo=known_data.UTC).timestamp()
