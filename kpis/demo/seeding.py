@@ -1,0 +1,109 @@
+"""Writing the demo data set into any SQLAlchemy database, and finding an existing one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from kpis.demo import generator, incidents, schema
+from kpis.errors import CareKPIError
+from kpis.secrets import mask_url
+
+BATCH = 5000
+FORMAT = "1"  # bump when the schema changes so `existing` stops reusing old demo databases
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    url: str  # masked
+    now: datetime  # aware UTC
+    incidents: tuple[str, ...]
+    seed: int
+    rows: dict[str, int] = field(default_factory=dict)  # local table -> rows
+    generate_seconds: float = 0.0
+    insert_seconds: float = 0.0
+
+
+def _error(action: str, url: str, exc: Exception) -> CareKPIError:
+    """A one-line message without SQL parameters (they hold the fake PHI columns)."""
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.ArgumentError
+                  | OSError | ModuleNotFoundError):
+        lines = str(orig).strip().splitlines() or [type(orig).__name__]
+        detail = lines[0][:200]
+    else:
+        detail = f"database error ({type(orig).__name__})"
+    return CareKPIError(f"cannot {action} demo database {mask_url(url)}: {detail}")
+
+
+def _engine(url: str) -> sa.Engine:
+    return sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+
+def seed(url: str, *, now: datetime, incidents: Sequence[str] = (), seed: int = 7
+         ) -> SeedSummary:
+    """Drop the demo tables if present, create them, insert the generated rows."""
+    started = time.perf_counter()
+    data = generator.generate(now, incidents_on=incidents, seed=seed)
+    generated = time.perf_counter()
+    try:
+        engine = _engine(url)
+        try:
+            with engine.begin() as conn:
+                schema.metadata.drop_all(conn, checkfirst=True)
+                schema.metadata.create_all(conn)
+            for table in schema.ENTITY_TABLES.values():
+                rows = data.tables[table.name]
+                for start in range(0, len(rows), BATCH):
+                    with engine.begin() as conn:
+                        conn.execute(table.insert(), rows[start:start + BATCH])
+            with engine.begin() as conn:
+                conn.execute(schema.demo_meta.insert(), [
+                    {"meta_key": "format", "meta_value": FORMAT},
+                    {"meta_key": "now", "meta_value": data.now.isoformat()},
+                    {"meta_key": "incidents", "meta_value": ",".join(data.incidents)},
+                    {"meta_key": "seed", "meta_value": str(seed)},
+                ])
+        finally:
+            engine.dispose()
+    except (sa.exc.SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
+        raise _error("seed", url, exc) from None
+    return SeedSummary(mask_url(url), data.now, data.incidents, seed, data.counts(),
+                       generated - started, time.perf_counter() - generated)
+
+
+def existing(url: str) -> SeedSummary | None:
+    """What a previous ``seed`` recorded in this database, or None when it holds no (current)
+    demo data. A missing SQLite file is not created."""
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise _error("read", url, exc) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).exists():
+        return None
+    try:
+        engine = _engine(url)
+        try:
+            with engine.connect() as conn:
+                if not sa.inspect(conn).has_table(schema.demo_meta.name):
+                    return None
+                meta = dict(conn.execute(sa.select(schema.demo_meta.c.meta_key,
+                                                   schema.demo_meta.c.meta_value)).tuples().all())
+                if meta.get("format") != FORMAT:
+                    return None
+                rows = {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                        for t in schema.ENTITY_TABLES.values()}
+        finally:
+            engine.dispose()
+    except (sa.exc.SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
+        raise _error("read", url, exc) from None
+    names = tuple(n for n in meta.get("incidents", "").split(",") if n)
+    incidents.check(names)
+    return SeedSummary(mask_url(url), datetime.fromisoformat(meta["now"]), names, int(meta["seed"]),
+                       {k: int(v) for k, v in rows.items()})
