@@ -1,0 +1,47 @@
+"""``carekpi alerts``: build the Prometheus rule files and their promtool unit tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from alerts.health import DEFAULT_JOB
+from alerts.runbook import RUNBOOK_BASE_URL
+
+
+@click.group("alerts")
+def alerts_group() -> None:
+    """Prometheus recording and alerting rules built from the KPI catalog and targets."""
+
+
+@alerts_group.command("build")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="carekpi.yaml with targets, clinic targets, windows, calendar.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for recording.yaml and alerts.yaml (e.g. alerts/generated).")
+@click.option("--tests-out", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write promtool unit tests here (they refer to --out relatively).")
+@click.option("--job", default=DEFAULT_JOB, show_default=True,
+              help="Prometheus scrape job of the exporter (for CareKPIExporterAbsent).")
+@click.option("--runbook-url", default=RUNBOOK_BASE_URL, show_default=True,
+              help="Base URL of your copy of the runbook; alerts link to <url>#<alert>.")
+def build_command(config_path: Path | None, out_dir: Path, tests_out: Path | None, job: str,
+                  runbook_url: str) -> None:
+    """Write the rule files (deterministic: same input, same bytes).
+
+    Example: carekpi alerts build --config carekpi.yaml --out alerts/generated
+    """
+    import os
+
+    from alerts import build, promtool_tests
+    from kpis import config as kpi_config
+
+    config = kpi_config.load(config_path) if config_path is not None else None
+    written = build.write(config, out_dir, job=job, runbook_base=runbook_url)
+    if tests_out is not None:
+        rules_dir = Path(os.path.relpath(out_dir.resolve(), tests_out.resolve())).as_posix()
+        written += promtool_tests.write_unit_tests(config, tests_out, rules_dir=rules_dir,
+                                                   job=job, runbook_base=runbook_url)
+    for path in written:
+        click.echo(str(path))

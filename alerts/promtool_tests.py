@@ -1,0 +1,135 @@
+"""The promtool unit-test files (``alerts/tests/*.yaml``): KPI alerts from ``unit_tests`` and
+the health alerts here, each with firing and silent cases. Deterministic like the rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alerts import burn_rate, health, settings, unit_tests
+from alerts.build import ALERTS_FILE, RECORDING_FILE, dump, write_texts
+from alerts.promql import selector
+from alerts.runbook import RUNBOOK_BASE_URL
+from alerts.targets import TARGETED_KINDS
+from alerts.unit_tests import SOURCE, Test, series
+from kpis import names
+from kpis.config import Config
+
+RULES_DIR = "../generated"  # relative to alerts/tests/
+
+
+def _firing(rule: dict[str, Any], labels: dict[str, str], value: float,
+            target: float | None = None) -> dict[str, Any]:
+    return unit_tests.expected(rule, labels, value, target)
+
+
+def stale_feed_test(item: settings.KpiRules, runbook_base: str) -> Test:
+    """Without a calendar: messages stopped at 0 (fires once 2h + for have passed), calls
+    keep arriving (silent). The calendar guard has its own test in tests/test_alerts_rules.py."""
+    rule = health.stale_feed_alert(item, None, runbook_base)
+    assert item.target is not None
+    wait = unit_tests.minutes(item.kpi.alert_for)
+    at = int(item.target // 60) + wait + 5
+    newest = names.NEWEST_RECORD
+    inputs = [
+        {"series": selector(newest, source=SOURCE, entity="messages"),
+         "values": f"0+0x{at + 5}"},
+        {"series": selector(newest, source=SOURCE, entity="calls"),
+         "values": f"0+60x{at + 5}"},
+        unit_tests.target_series(item.kpi, item.target, at + 5),
+    ]
+    labels = {"source": SOURCE, "entity": "messages"}
+    return {"name": rule["alert"], "interval": "1m", "input_series": inputs, "alert_rule_test": [
+        {"eval_time": f"{int(item.target // 60)}m", "alertname": rule["alert"], "exp_alerts": []},
+        {"eval_time": f"{at}m", "alertname": rule["alert"],
+         "exp_alerts": [_firing(rule, labels, at * 60.0, item.target)]},
+    ]}
+
+
+def refresh_stale_test(runbook_base: str) -> Test:
+    """no_show last refreshed at 0 with a 60 s interval: firing at 10m; wait refreshes: silent."""
+    rule = health.refresh_stale_alert(runbook_base)
+    inputs = []
+    for kpi, values in (("no_show", "0+0x15"), ("wait_to_be_seen", "0+60x15")):
+        labels = {"kpi": kpi, "source": SOURCE}
+        inputs.append({"series": selector(names.KPI_LAST_SUCCESS, **labels),
+                       "values": values})
+        inputs.append(series(names.KPI_REFRESH_INTERVAL, 60, 15, **labels))
+    expected = _firing(rule, {"kpi": "no_show", "source": SOURCE}, 600.0)
+    return _cases(rule["alert"], inputs, [("4m", []), ("10m", [expected])])
+
+
+def source_down_test(runbook_base: str) -> Test:
+    rule = health.source_down_alert(runbook_base)
+    inputs = [series(names.SOURCE_UP, 0, 15, source="ehr"),
+              series(names.SOURCE_UP, 1, 15, source="portal")]
+    expected = _firing(rule, {"source": "ehr"}, 0.0)
+    return _cases(rule["alert"], inputs, [("3m", []), ("10m", [expected])])
+
+
+def exporter_absent_tests(job: str, runbook_base: str) -> list[Test]:
+    """Missing job: fires (absent); one instance down: fires; all up: silent."""
+    rule = health.exporter_absent_alert(job, runbook_base)
+    name = rule["alert"]
+    up_down = [series("up", 0, 15, job=job, instance="exporter-a:9100"),
+               series("up", 1, 15, job=job, instance="exporter-b:9100")]
+    all_up = [series("up", 1, 15, job=job, instance="exporter-a:9100")]
+    other_job = [series("up", 1, 15, job="node", instance="node:9100")]
+    down = _firing(rule, {"job": job, "instance": "exporter-a:9100"}, 0.0)
+    return [
+        _cases(name + " missing", other_job, [("10m", [_firing(rule, {"job": job}, 1.0)])],
+               name),
+        _cases(name + " down", up_down, [("3m", []), ("10m", [down])], name),
+        _cases(name + " up", all_up, [("10m", [])], name),
+    ]
+
+
+def _cases(name: str, inputs: list[dict[str, str]], cases: list[tuple[str, list[Any]]],
+           alert: str | None = None) -> Test:
+    return {"name": name, "interval": "1m", "input_series": inputs, "alert_rule_test": [
+        {"eval_time": at, "alertname": alert or name, "exp_alerts": exp} for at, exp in cases]}
+
+
+def kpi_tests(config: Config | None, runbook_base: str) -> tuple[list[Test], list[Test]]:
+    """(target and backlog tests, burn-rate tests) for the enabled KPIs."""
+    items = settings.kpi_rules(config)
+    target_tests, burn_tests = [], []
+    for item in items:
+        if item.kpi.target is None or item.target is None:
+            continue
+        if item.kpi.kind in TARGETED_KINDS:
+            target_tests.append(unit_tests.target_test(item, runbook_base))
+        elif item.kpi.kind == "backlog":
+            target_tests.append(unit_tests.backlog_test(item, runbook_base))
+        if item.kpi.burn_rate and item.kpi.kind == "proportion":
+            for tier in burn_rate.tiers(item, settings.window_seconds(config)):
+                burn_tests.append(unit_tests.burn_test(item, tier, runbook_base))
+    return target_tests, burn_tests
+
+
+def health_tests(config: Config | None, job: str, runbook_base: str) -> list[Test]:
+    tests = [stale_feed_test(i, runbook_base) for i in settings.kpi_rules(config)
+             if i.kpi.kind == "freshness" and i.target is not None]
+    tests += [refresh_stale_test(runbook_base), source_down_test(runbook_base),
+              *exporter_absent_tests(job, runbook_base)]
+    return tests
+
+
+def build_unit_tests(config: Config | None = None, *, rules_dir: str = RULES_DIR,
+                     job: str = health.DEFAULT_JOB,
+                     runbook_base: str = RUNBOOK_BASE_URL) -> dict[str, str]:
+    """``{file name: text}`` of the promtool unit-test files; ``rules_dir`` is where the rule
+    files are, relative to the test files. Calendar-free: the calendar guard is tested apart."""
+    if settings.calendar(config) is not None:
+        config = config.model_copy(update={"kpis": config.kpis.model_copy(  # type: ignore[union-attr]
+            update={"calendar": None})})
+    rule_files = [f"{rules_dir}/{RECORDING_FILE}", f"{rules_dir}/{ALERTS_FILE}"]
+    target_tests, burn_tests = kpi_tests(config, runbook_base)
+    files = {"targets.test.yaml": target_tests, "burn_rate.test.yaml": burn_tests,
+             "health.test.yaml": health_tests(config, job, runbook_base)}
+    return {name: dump({"evaluation_interval": "1m", "rule_files": rule_files, "tests": tests})
+            for name, tests in files.items() if tests}
+
+
+def write_unit_tests(config: Config | None, out_dir: str | Path, **options: Any) -> list[Path]:
+    return write_texts(build_unit_tests(config, **options), out_dir)
