@@ -103,8 +103,9 @@ def distribution(kpi: Kpi, config: Config | None, width: int = 12) -> bargauge.P
     expr = f"sum by ({names.LE}) ({promql.selector(bucket, *promql.kpi_matchers(kpi))})"
     query = Query(expr, legend="{{" + names.LE + "}}", instant=True, fmt="heatmap")
     note = "Bars count the cases per bucket (upper bound in seconds)."
-    return bars_panel(f"{kpi.name} distribution", kpi_description(kpi, goal, note), "short",
-                      [query], targets.steps(None), kpi_links(kpi), width=width)
+    where = "Counts: the KPI's target applies to its quantile panel."
+    return bars_panel(f"{kpi.name} distribution", kpi_description(kpi, goal, note, where),
+                      "short", [query], targets.steps(None), kpi_links(kpi), width=width)
 
 
 def counts(kpi: Kpi, parts: Sequence[str], title: str, note: str,

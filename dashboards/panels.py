@@ -67,16 +67,26 @@ def runbook_url(alert: str) -> str:
     return f"{RUNBOOK_URL}#{alert.lower()}"
 
 
+# Multiwindow burn-rate alerts of SLA-type KPIs (the alerts package names them the same way).
+BURN_SUFFIXES = ("FastBurn", "SlowBurn")
+
+
 def kpi_alert(kpi: Kpi) -> str | None:
-    """The alert a KPI panel links to: the target alert, or the stale-feed alert."""
+    """The alert on a KPI's target (a backlog alert has no suffix), or the stale-feed alert."""
     if kpi.kind == "freshness":
         return names.ALERT_STALE_FEED
-    return names.alert_name(kpi) if kpi.target is not None else None
+    if kpi.target is None:
+        return None
+    return names.alert_name(kpi, "" if kpi.kind == "backlog" else "TargetBreach")
 
 
 def kpi_links(kpi: Kpi) -> list[str]:
+    """The runbook sections of every alert a KPI has."""
     alert = kpi_alert(kpi)
-    return [alert] if alert else []
+    if alert is None:
+        return []
+    burns = [names.alert_name(kpi, s) for s in BURN_SUFFIXES] if kpi.burn_rate else []
+    return [alert, *burns]
 
 
 def kpi_description(kpi: Kpi, goal: targets.Goal | None, note: str = "",
