@@ -105,7 +105,9 @@ class BusinessClock:
         for o, c, b in zip(self.opens, self.closes, self.before, strict=True):
             points.append((o, number(b) + (x - number(o))))
             points.append((c, number(b + c - o)))
-        return self._tree(x, points, 0, len(points), number(0))
+        # A NULL time would take the ELSE branches of the tree and read as a constant.
+        return sa.case((moment.is_(None), sa.null()),
+                       else_=self._tree(x, points, 0, len(points), number(0)))
 
     def _tree(self, x: ColumnElement[float], points: list[tuple[float, ColumnElement[float]]],
               lo: int, hi: int, below: ColumnElement[float]) -> ColumnElement[float]:

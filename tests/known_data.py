@@ -91,6 +91,126 @@ MESSAGES = [
 ]
 
 
+calls = sa.Table(
+    "acd_calls", md,
+    sa.Column("call_id", sa.Integer, primary_key=True), sa.Column("site", sa.String(20)),
+    sa.Column("q", sa.String(20)), sa.Column("queued_at", sa.DateTime),
+    sa.Column("answered_at", sa.DateTime), sa.Column("hangup_at", sa.DateTime),
+    sa.Column("caller", sa.String(20)), sa.Column("reason", sa.String(8)),
+    sa.Column("closed_ok", sa.Boolean),
+)
+
+
+def _c(i: int, queued: datetime | None, answered: datetime | None = None,
+       hangup: datetime | None = None, caller: str = "555-0100", reason: str | None = "R9",
+       resolved: bool = False, site: str = "north") -> dict[str, Any]:
+    return dict(call_id=i, site=site, q="billing", queued_at=queued, answered_at=answered,
+                hangup_at=hangup, caller=caller, reason=reason, closed_ok=resolved)
+
+
+T = D(2026, 3, 2)
+CALLS = [
+    _c(1, T.replace(hour=10), T.replace(hour=10, second=20)),  # answered in 20 s
+    _c(2, T.replace(hour=10, minute=5), T.replace(hour=10, minute=5)),  # straight to an agent: 0
+    _c(3, T.replace(hour=10, minute=10), hangup=T.replace(hour=10, minute=10, second=3)),  # short
+    _c(4, T.replace(hour=10, minute=20), hangup=T.replace(hour=10, minute=21)),  # abandoned 60 s
+    _c(5, T.replace(hour=10, minute=30), hangup=T.replace(hour=10, minute=30, second=20)),  # 20 s
+    _c(6, T.replace(hour=11), T.replace(hour=11, minute=1, second=30)),  # answered in 90 s
+    _c(7, None),  # IVR only: never offered to the queue
+    # First-contact resolution, counted when the 7-day period ends in the window:
+    _c(11, D(2026, 2, 20, 10), D(2026, 2, 20, 10, 1), caller="555-0101", reason="R1",
+       resolved=True),  # resolved, no repeat: FCR
+    _c(12, D(2026, 2, 20, 11), D(2026, 2, 20, 11, 1), caller="555-0102", reason="R1",
+       resolved=True),  # repeated on day 4 for the same reason: not FCR
+    _c(13, D(2026, 2, 24, 9), D(2026, 2, 24, 9, 1), caller="555-0102", reason="R1",
+       resolved=True),
+    _c(14, D(2026, 2, 21, 9), D(2026, 2, 21, 9, 1), caller="555-0103", reason="R2"),  # unresolved
+    _c(15, D(2026, 2, 21, 10), D(2026, 2, 21, 10, 1), caller="555-0104", reason=None,
+       resolved=True),  # no reason: not resolvable
+    _c(16, D(2026, 2, 22, 9), D(2026, 2, 22, 9, 1), caller="555-0101", reason="R2",
+       resolved=True),  # repeat only after 8 days: FCR
+    _c(17, D(2026, 3, 2, 9), D(2026, 3, 2, 9, 0, 10), caller="555-0101", reason="R2",
+       site="south"),
+]
+
+follow_ups = sa.Table(
+    "post_visit", md,
+    sa.Column("fu_id", sa.Integer, primary_key=True), sa.Column("site", sa.String(20)),
+    sa.Column("visit_end", sa.DateTime), sa.Column("contact_at", sa.DateTime),
+    sa.Column("result", sa.String(8)),
+)
+FOLLOW_UPS = [  # SLA 2 business days = 48 h without a calendar
+    dict(fu_id=1, site="north", visit_end=D(2026, 2, 27, 10), contact_at=D(2026, 2, 28, 9),
+         result="OK"),  # deadline Sun 10:00 (7d): met
+    dict(fu_id=2, site="north", visit_end=D(2026, 2, 28, 11), contact_at=D(2026, 3, 1, 10),
+         result="VM"),  # deadline Mon 11:00 (1h): voicemail does not count
+    dict(fu_id=3, site="north", visit_end=D(2026, 2, 27, 14), contact_at=None,
+         result=None),  # deadline Sun 14:00 (1d): missed
+    dict(fu_id=4, site="north", visit_end=D(2026, 2, 26, 9), contact_at=D(2026, 2, 27, 9),
+         result="OK"),  # deadline Sat 09:00 (7d): met
+]
+
+complaints = sa.Table(
+    "grievance", md,
+    sa.Column("g_id", sa.Integer, primary_key=True), sa.Column("site", sa.String(20)),
+    sa.Column("opened", sa.DateTime), sa.Column("first_letter", sa.DateTime),
+    sa.Column("closed", sa.DateTime),
+)
+COMPLAINTS = [  # deadline: 7 days after receipt
+    dict(g_id=1, site="north", opened=D(2026, 2, 22, 10), first_letter=D(2026, 2, 25),
+         closed=D(2026, 2, 26)),  # deadline Mar 1 10:00 (7d): met
+    dict(g_id=2, site="north", opened=D(2026, 2, 23, 13), first_letter=D(2026, 3, 2, 14),
+         closed=None),  # deadline Mar 2 13:00: not yet due, not overdue
+    dict(g_id=3, site="north", opened=D(2026, 2, 22, 20), first_letter=None,
+         closed=None),  # deadline Mar 1 20:00 (1d): missed; overdue
+    dict(g_id=4, site="north", opened=D(2026, 2, 10), first_letter=D(2026, 2, 12),
+         closed=D(2026, 2, 15)),  # 30d: met
+    dict(g_id=5, site="north", opened=D(2026, 2, 1), first_letter=D(2026, 2, 20),
+         closed=None),  # 30d: missed; overdue
+]
+
+answers = sa.Table(
+    "survey_answer", md,
+    sa.Column("ans_id", sa.Integer, primary_key=True), sa.Column("site", sa.String(20)),
+    sa.Column("answered_at", sa.DateTime), sa.Column("question", sa.String(20)),
+    sa.Column("points", sa.Integer), sa.Column("scale_cd", sa.String(6)),
+    sa.Column("called_back", sa.DateTime),
+)
+
+
+def _s(i: int, item: str, scale: str, score: int | None, at: datetime = D(2026, 3, 2, 8),
+       called: datetime | None = None) -> dict[str, Any]:
+    return dict(ans_id=i, site="north", answered_at=at, question=item, points=score,
+                scale_cd=scale, called_back=called)
+
+
+ANSWERS = [
+    _s(1, "overall", "0-10", 10),  # top box
+    _s(2, "overall", "0-10", 8),
+    _s(3, "courtesy", "1-4", 4),  # "Always": top box
+    _s(4, "courtesy", "1-4", None),  # not applicable: not valid
+    _s(5, "recommend", "0-10", 9),  # promoter, top box
+    _s(6, "recommend", "0-10", 6, D(2026, 2, 27, 10), D(2026, 2, 28)),  # detractor, called back
+    _s(7, "recommend", "0-10", 7),  # passive
+    _s(8, "csat", "1-5", 5),
+    _s(9, "csat", "1-5", 3),
+    _s(10, "csat", "1-5", 11),  # out of range: not valid
+    _s(11, "recommend", "0-10", 3, D(2026, 3, 1, 11)),  # detractor, deadline not yet passed
+    _s(12, "recommend", "0-10", 2, D(2026, 2, 26, 11), D(2026, 3, 1)),  # called back too late
+]
+
+invitations = sa.Table(
+    "survey_invite", md,
+    sa.Column("inv_id", sa.Integer, primary_key=True), sa.Column("site", sa.String(20)),
+    sa.Column("sent_at", sa.DateTime), sa.Column("done_at", sa.DateTime),
+)
+INVITATIONS = [
+    dict(inv_id=1, site="north", sent_at=D(2026, 3, 2, 8), done_at=D(2026, 3, 2, 9)),
+    dict(inv_id=2, site="north", sent_at=D(2026, 3, 2, 8), done_at=D(2026, 3, 2, 13)),  # later
+    dict(inv_id=3, site="north", sent_at=D(2026, 3, 1, 15), done_at=None),
+]
+
+
 def config(url: str, calendar: bool = False) -> dict[str, Any]:
     kpis: dict[str, Any] = {
         "response_sla": {"sla": "1bd", "sla_overrides": [{"priority": "urgent", "sla": "4h"}]},
@@ -126,6 +246,35 @@ def config(url: str, calendar: bool = False) -> dict[str, Any]:
                            "first_response": "replied_at", "auto_ack": "ack_at"},
                 "codes": {"priority": {"routine": ["R"], "urgent": ["U"]}},
             },
+            "calls": {
+                "source": "main", "table": "acd_calls",
+                "fields": {"id": "call_id", "clinic": "site", "queue": "q",
+                           "queue_entered": "queued_at", "answered": "answered_at",
+                           "abandoned": "hangup_at", "caller_ref": "caller", "reason": "reason",
+                           "resolved": "closed_ok"},
+            },
+            "follow_ups": {
+                "source": "main", "table": "post_visit",
+                "fields": {"id": "fu_id", "clinic": "site", "due_from": "visit_end",
+                           "completed": "contact_at", "outcome": "result"},
+                "codes": {"outcome": {"reached": ["OK"], "voicemail": ["VM"]}},
+            },
+            "complaints": {
+                "source": "main", "table": "grievance",
+                "fields": {"id": "g_id", "clinic": "site", "received": "opened",
+                           "responded": "first_letter", "resolved": "closed"},
+            },
+            "surveys": {
+                "source": "main", "table": "survey_answer",
+                "fields": {"id": "ans_id", "clinic": "site", "submitted": "answered_at",
+                           "item": "question", "score": "points", "scale": "scale_cd",
+                           "contacted": "called_back"},
+            },
+            "survey_invitations": {
+                "source": "main", "table": "survey_invite",
+                "fields": {"id": "inv_id", "clinic": "site", "sent": "sent_at",
+                           "completed": "done_at"},
+            },
         },
         "kpis": kpis,
     }
@@ -138,4 +287,9 @@ def load(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(appt.insert(), APPOINTMENTS)
         conn.execute(msg.insert(), MESSAGES)
+        conn.execute(calls.insert(), CALLS)
+        conn.execute(follow_ups.insert(), FOLLOW_UPS)
+        conn.execute(complaints.insert(), COMPLAINTS)
+        conn.execute(answers.insert(), ANSWERS)
+        conn.execute(invitations.insert(), INVITATIONS)
     engine.dispose()

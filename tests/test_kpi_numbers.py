@@ -14,9 +14,13 @@ from tests import known_data
 
 
 @pytest.fixture(scope="module")
-def results(module_db_url: str) -> dict[str, KpiResult]:
+def loaded(module_db_url: str) -> str:
     known_data.load(module_db_url)
-    config = config_module.parse(known_data.config(module_db_url), "known.yaml")
+    return module_db_url
+
+
+def evaluate_at(url: str, calendar: bool = False) -> dict[str, KpiResult]:
+    config = config_module.parse(known_data.config(url, calendar), "known.yaml")
     engines = create_engines(config)
     try:
         out = evaluate.evaluate(config, engines, known_data.AS_OF)
@@ -24,6 +28,17 @@ def results(module_db_url: str) -> dict[str, KpiResult]:
         for engine in engines.values():
             engine.dispose()
     return {r.kpi.key: r for r in out}
+
+
+@pytest.fixture(scope="module")
+def results(loaded: str) -> dict[str, KpiResult]:
+    return evaluate_at(loaded)
+
+
+@pytest.fixture(scope="module")
+def business(loaded: str) -> dict[str, KpiResult]:
+    """The same data with opening hours Mon-Fri 08:00-18:00 UTC (1 business day = 10 h)."""
+    return evaluate_at(loaded, calendar=True)
 
 
 def cell(result: KpiResult, **labels: str) -> Any:
@@ -114,10 +129,69 @@ def test_first_response_excludes_unanswered_and_auto_acks(results: dict[str, Kpi
     assert (week.count, week.sum) == (2, 28800.0)
 
 
-def test_unmapped_entities_are_unavailable_with_the_reason(results: dict[str, KpiResult]
-                                                           ) -> None:
-    assert results["call_abandonment"].unavailable == "entity calls not mapped"
-    assert results["call_abandonment"].cells == ()
+def test_business_time_clock_stops_outside_opening_hours(business: dict[str, KpiResult]
+                                                          ) -> None:
+    # Weekend receipts are due Monday 18:00: only 6 (Fri 10:00, due Mon 10:00) fell due.
+    assert counts(business["response_sla"], clinic="north", channel="portal", window="1d") == (
+        0, 1)
+    assert counts(business["response_sla"], clinic="north", channel="portal", window="7d") == (
+        0, 1)
+    assert cell(business["sla_breach_backlog"], clinic="north", channel="portal"
+                ).counts["value"] == 1
+    # Sunday reply to a Sunday message: 0 business seconds; urgent Mon 07:00 -> 10:00: 2 h.
+    h = cell(business["first_response_time"], clinic="north", channel="portal", window="7d"
+             ).histogram
+    assert (h.count, h.sum) == (2, 7200.0)
+
+
+def test_answer_speed_counts_straight_to_agent_as_zero(results: dict[str, KpiResult]) -> None:
+    h = cell(results["call_answer_wait"], clinic="north", queue="billing", window="1d").histogram
+    assert (h.count, h.sum) == (3, 110.0)
+    le = dict(zip(h.bounds, h.cumulative, strict=True))
+    assert (le[5], le[20], le[90]) == (1, 2, 3)
+
+
+def test_abandonment_leaves_out_short_abandons_and_ivr(results: dict[str, KpiResult]) -> None:
+    assert counts(results["call_abandonment"], clinic="north", queue="billing", window="1d") == (
+        2, 5)
+    assert counts(results["call_abandonment"], clinic="north", queue="billing", window="1h") == (
+        0, 1)
+
+
+def test_service_level_counts_abandons_after_threshold(results: dict[str, KpiResult]) -> None:
+    assert counts(results["service_level"], clinic="north", queue="billing", window="1d") == (2, 4)
+
+
+def test_first_contact_resolution_looks_for_repeats_within_7_days(
+        results: dict[str, KpiResult]) -> None:
+    assert counts(results["first_contact_resolution"], clinic="north", window="7d") == (2, 4)
+
+
+def test_follow_up_needs_a_two_way_contact_within_2_business_days(
+        results: dict[str, KpiResult]) -> None:
+    r = results["follow_up"]
+    assert counts(r, clinic="north", window="1h") == (0, 1)
+    assert counts(r, clinic="north", window="1d") == (0, 2)
+    assert counts(r, clinic="north", window="7d") == (2, 4)
+
+
+def test_complaints_response_and_overdue(results: dict[str, KpiResult]) -> None:
+    r = results["complaint_response"]
+    assert counts(r, clinic="north", window="1d") == (0, 1)
+    assert counts(r, clinic="north", window="7d") == (1, 2)
+    assert counts(r, clinic="north", window="30d") == (2, 4)
+    assert cell(results["overdue_complaints"], clinic="north").counts["value"] == 2
+
+
+def test_survey_scores(results: dict[str, KpiResult]) -> None:
+    assert counts(results["top_box"], clinic="north", window="1d") == (3, 5)
+    assert counts(results["csat"], clinic="north", window="1d") == (1, 2)
+    day = cell(results["nps"], clinic="north", window="1d").counts
+    assert (day["promoters"], day["detractors"], day["responses"]) == (1, 0, 2)
+    week = cell(results["nps"], clinic="north", window="7d").counts
+    assert (week["promoters"], week["detractors"], week["responses"]) == (1, 3, 5)
+    assert counts(results["detractor_follow_up"], clinic="north", window="7d") == (1, 2)
+    assert counts(results["survey_response"], clinic="north", window="1d") == (1, 3)
 
 
 def test_freshness_is_the_newest_record_not_in_the_future(results: dict[str, KpiResult]) -> None:
@@ -125,3 +199,15 @@ def test_freshness_is_the_newest_record_not_in_the_future(results: dict[str, Kpi
     assert newest["appointments"] == known_data.D(2026, 3, 2, 11, tzinfo=known_data.UTC
                                                   ).timestamp()
     assert newest["messages"] == known_data.D(2026, 3, 2, 9, tzinfo=known_data.UTC).timestamp()
+    assert results["freshness"].unavailable is None
+
+
+def test_unmapped_fields_make_a_kpi_unavailable(loaded: str) -> None:
+    data = known_data.config(loaded)
+    del data["entities"]["appointments"]["fields"]["departed"]
+    del data["entities"]["calls"]
+    config = config_module.parse(data, "known.yaml")
+    out = {r.kpi.key: r for r in evaluate.unavailable(config, known_data.AS_OF)}
+    assert out["visit_cycle_time"].unavailable == "appointments.departed not mapped"
+    assert out["call_abandonment"].unavailable == "entity calls not mapped"
+    assert "no_show" not in out
