@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -181,8 +182,10 @@ def _run_entity(gx: Any, context: Any, config: Config, checks: checks_config.Che
     query = batches.check_query(config, checks, name, engine.dialect, bound)
     log.debug("checking %s with %d checks", name, len(work))
     source = config.entities[name].source
-    datasource = context.data_sources.add_or_update_sql(
-        f"{source}__{name}", connection_string=config.sources[source].url)
+    with warnings.catch_warnings():  # "a more specific datasource may be more appropriate"
+        warnings.simplefilter("ignore")
+        datasource = context.data_sources.add_or_update_sql(
+            f"{source}__{name}", connection_string=config.sources[source].url)
     asset = datasource.add_query_asset(name, query=query)
     batch = asset.add_batch_definition_whole_table("all").get_batch()
     suite = gx.ExpectationSuite(name=f"carekpi_{name}")

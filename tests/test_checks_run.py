@@ -1,0 +1,180 @@
+"""Checks on SQLite, PostgreSQL and MariaDB with planted defects: exact counts and exit codes."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from checks.commands import checks_group
+from checks.results import exit_code
+from checks.runner import run_suites
+from kpis import config as kpi_config
+from tests import test_checks_data as data
+
+
+def _by_key(results):
+    return {(r.entity, r.check, r.column): r for r in results}
+
+
+@pytest.fixture
+def planted(db_url):
+    moment = data.now()
+    data.build(db_url, moment)
+    return db_url, moment
+
+
+def test_exact_unexpected_counts_on_every_dialect(planted):
+    url, moment = planted
+    config = kpi_config.parse(data.config(url), "carekpi.yaml")
+    results = _by_key(run_suites(config, now=moment))
+    expected = {
+        ("appointments", "completeness", "clinic"): (50, 3, False),
+        ("appointments", "completeness", "id"): (50, 0, True),
+        ("appointments", "completeness", "status"): (50, 0, True),
+        ("appointments", "record_completeness", "*"): (50, 3, False),
+        ("appointments", "conformance", "status"): (50, 2, False),
+        ("appointments", "time_order", "created<=start"): (50, 3, False),
+        ("appointments", "time_order", "arrived<=provider_start"): (50, 1, False),
+        ("appointments", "not_future", "start"): (50, 1, False),
+        ("appointments", "not_future", "created"): (50, 0, True),
+        ("appointments", "department_code", "department"): (50, 2, False),
+        ("messages", "time_order", "received<=first_response"): (10, 1, False),
+        ("messages", "completeness", "received"): (10, 0, True),
+        ("surveys", "score_range", "score"): (10, 2, False),
+    }
+    for key, (elements, unexpected, passed) in expected.items():
+        result = results[key]
+        assert (result.elements, result.unexpected, result.passed) == (elements, unexpected,
+                                                                       passed), key
+        assert isinstance(result.unexpected, int)  # MySQL returns floats
+    clinic = results[("appointments", "completeness", "clinic")]
+    assert clinic.observed == pytest.approx(0.94) and clinic.threshold == 0.98
+    assert clinic.severity == "error"
+    fresh = results[("appointments", "freshness", "created")]
+    assert fresh.passed and fresh.observed == pytest.approx(3600, abs=2)
+    assert fresh.severity == "warning" and fresh.threshold == 7200
+    assert results[("appointments", "department_code", "department")].severity == "warning"
+    assert all(r.error is None for r in results.values())
+
+
+def test_since_window_restricts_every_check(planted):
+    url, moment = planted
+    config = kpi_config.parse(data.config(url), "carekpi.yaml")
+    results = _by_key(run_suites(config, entity="appointments", since=timedelta(hours=24),
+                                 now=moment))
+    assert {r.elements for r in results.values() if r.elements is not None} == {
+        data.IN_LAST_24H}
+    assert results[("appointments", "completeness", "clinic")].unexpected == 3
+    assert results[("appointments", "conformance", "status")].unexpected == 2
+
+
+def test_failing_keys_only_on_request(planted):
+    url, moment = planted
+    config = kpi_config.parse(data.config(url), "carekpi.yaml")
+    plain = _by_key(run_suites(config, entity="appointments", suite="plausibility", now=moment))
+    assert all(r.failing_keys == () for r in plain.values())
+    keyed = _by_key(run_suites(config, entity="appointments", now=moment,
+                               show_failing_keys=True))
+    assert keyed[("appointments", "time_order", "created<=start")].failing_keys == (
+        "6", "7", "8")
+    assert keyed[("appointments", "conformance", "status")].failing_keys == ("4", "5")
+    assert keyed[("appointments", "completeness", "clinic")].failing_keys == ("1", "2", "3")
+
+
+def test_cli_exit_codes_and_json(planted, tmp_path):
+    url, _ = planted
+    path = data.write_config(tmp_path / "carekpi.yaml", url)
+    runner = CliRunner()
+    failed = runner.invoke(checks_group, ["run", "--config", path, "--format", "json"])
+    assert failed.exit_code == 1, failed.output
+    report = json.loads(failed.stdout)
+    assert report["exit_code"] == 1 and report["summary"]["failed"] == 8
+    assert report["summary"]["warning"] == 1  # the custom department_code check
+    only_fresh = runner.invoke(checks_group, ["run", "--config", path, "--suite", "freshness"])
+    assert only_fresh.exit_code == 0, only_fresh.output
+    assert "3 checks: 3 passed" in only_fresh.stdout
+
+
+def test_warnings_exit_zero_unless_strict(fresh_database, tmp_path):
+    url = fresh_database("sqlite")
+    data.build(url, data.now(), fresh=False, clean=True)
+    path = data.write_config(tmp_path / "carekpi.yaml", url)
+    runner = CliRunner()
+    relaxed = runner.invoke(checks_group, ["run", "--config", path, "--format", "junit"])
+    assert relaxed.exit_code == 0, relaxed.output
+    assert 'failures="0"' in relaxed.stdout and "warning:" in relaxed.stdout
+    strict = runner.invoke(checks_group, ["run", "--config", path, "--strict"])
+    assert strict.exit_code == 1
+    assert "3 warnings" in strict.stdout
+    overridden = data.write_config(tmp_path / "severe.yaml", url,
+                                   rules={"freshness": {"severity": "error"}})
+    assert runner.invoke(checks_group, ["run", "--config", overridden]).exit_code == 1
+
+
+def test_thresholds_and_severity_overrides(fresh_database):
+    url = fresh_database("sqlite")
+    moment = data.now()
+    data.build(url, moment)
+    config = kpi_config.parse(data.config(url, rules={
+        "completeness": {"threshold": 0.9},
+        "appointments.conformance": {"severity": "warning"},
+        "time_order": {"enabled": False},
+    }), "carekpi.yaml")
+    results = _by_key(run_suites(config, now=moment))
+    assert results[("appointments", "completeness", "clinic")].passed
+    assert results[("appointments", "conformance", "status")].severity == "warning"
+    assert not any(check == "time_order" for _, check, _ in results)
+    assert exit_code(list(results.values())) == 1  # not_future and score_range still fail
+
+
+@pytest.mark.parametrize("custom, message", [
+    ({"expectation": "expect_column_values_to_be_purple", "kwargs": {"column": "clinic"}},
+     "checks.custom.0.expectation: unknown expectation 'expect_column_values_to_be_purple'"),
+    ({"expectation": "expect_column_values_to_be_between", "kwargs": {"column": "clinic",
+                                                                     "mostly": 7}},
+     "checks.custom.0.kwargs: bad argument for expect_column_values_to_be_between: mostly"),
+    ({"expectation": "expect_column_values_to_not_be_null", "kwargs": {"column": "wing"}},
+     "checks.custom.0.kwargs: column 'wing' is not a mapped field of appointments"),
+    ({"expectation": "expect_column_values_to_not_be_null", "kwargs": {"colum": "clinic"}},
+     "checks.custom.0.kwargs: bad argument for expect_column_values_to_not_be_null"),
+])
+def test_custom_check_mistakes_are_one_line_exit_2(fresh_database, tmp_path, custom, message):
+    url = fresh_database("sqlite")
+    data.build(url, data.now())
+    path = data.write_config(tmp_path / "carekpi.yaml", url,
+                             custom=[{"entity": "appointments", **custom}])
+    result = CliRunner().invoke(checks_group, ["run", "--config", path])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_mapped_column_missing_and_unreachable_database(fresh_database, tmp_path):
+    url = fresh_database("sqlite")
+    data.build(url, data.now())
+    document = data.config(url)
+    document["entities"]["appointments"]["fields"]["start"] = "strt_ts"
+    path = tmp_path / "bad.yaml"
+    path.write_text(json.dumps(document))
+    result = CliRunner().invoke(checks_group, ["run", "--config", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"error: {path}: entities.appointments.fields.start: "
+                                     "column 'strt_ts' not found in table 'appt'")
+    down = data.write_config(tmp_path / "down.yaml",
+                             "postgresql+psycopg://nobody:secret@127.0.0.1:1/none")
+    result = CliRunner().invoke(checks_group, ["run", "--config", down])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: source clinicdb (postgresql+psycopg://nobody:***@")
+    assert "secret" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_checks_key_is_a_config_error(fresh_database, tmp_path):
+    url = fresh_database("sqlite")
+    data.build(url, data.now())
+    path = data.write_config(tmp_path / "carekpi.yaml", url, thresholds={"x": 1})
+    result = CliRunner().invoke(checks_group, ["run", "--config", path])
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith("checks.thresholds: unknown key")
