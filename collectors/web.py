@@ -93,12 +93,12 @@ class _Pem:
         assert self.path is not None
         return self.path.read_text(encoding="ascii")
 
-    def stamp(self) -> tuple[int, int] | None:
+    def stamp(self) -> tuple[int, int, int] | None:
         try:
             info = self.path.stat() if self.path else None
         except OSError:
             return None
-        return (info.st_mtime_ns, info.st_size) if info else None
+        return (info.st_ino, info.st_mtime_ns, info.st_size) if info else None
 
 
 @dataclass(frozen=True)
@@ -492,19 +492,18 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = REQUEST_TIMEOUT
 
     def do_GET(self) -> None:
-        self._dispatch(head=False)
+        self._dispatch()
 
-    def do_HEAD(self) -> None:
-        self._dispatch(head=True)
+    do_HEAD = do_GET
 
     def _not_allowed(self) -> None:
+        self.close_connection = True  # the request body, if any, was not read
         self._send(405, "text/plain; charset=utf-8", b"Method not allowed\n",
                    {"Allow": "GET, HEAD"})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
-    def _dispatch(self, head: bool) -> None:
-        self._head = head
+    def _dispatch(self) -> None:
         server = self.server
         if server.limiter is not None and not server.limiter.take():
             self._send(429, "text/plain; charset=utf-8", b"Too many requests\n")
@@ -565,13 +564,13 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in {**self.server.headers, **(extra or {})}.items():
             self.send_header(name, value)
         self.end_headers()
-        if not getattr(self, "_head", False):
+        if self.command != "HEAD":
             self.wfile.write(body)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if self.server.log_requests:
-            path = urlsplit(self.path).path  # never the query string
-            log.info('%s "%s %s" %s', self.client_address[0], self.command, path, code)
+            path = urlsplit(getattr(self, "path", "")).path  # never the query string
+            log.info('%s "%s %s" %s', self.client_address[0], self.command or "-", path, code)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the base class would echo raw request lines, query strings included."""

@@ -30,7 +30,6 @@ wanted=$(cat pyproject.toml tests/run.sh | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     echo "tests/run.sh: installing carekpi[dev] into $venv"
     export PIP_DISABLE_PIP_VERSION_CHECK=1
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
     "$venv/bin/python" -m pip install --quiet -e '.[dev]'
     echo "$wanted" > "$stamp"
 fi

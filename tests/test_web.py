@@ -176,6 +176,31 @@ def test_landing_health_unknown_path_and_methods(serve):
     assert "BaseHTTP" not in headers["Server"] and "Python" not in headers["Server"]
 
 
+def test_keep_alive_connection_serves_head_then_get(serve):
+    server = serve()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("HEAD", "/metrics")
+        head = conn.getresponse()
+        assert head.status == 200 and head.read() == b""
+        conn.request("GET", "/metrics")
+        assert b"carekpi_test_answer 42.0" in conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def test_a_malformed_request_is_answered_and_logged_safely(serve, caplog):
+    caplog.set_level(logging.INFO, logger="carekpi.web")
+    server = serve(log_requests=True)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(b"GET /metrics?token=hunter2 HTTP/A.B\r\n\r\n")
+        answer = b"".join(iter(lambda: raw.recv(4096), b""))
+    assert b"Error code: 400" in answer and b"hunter2" not in answer
+    assert _get(server, "/-/healthy")[0] == 200
+    assert all("hunter2" not in r.getMessage() for r in caplog.records)
+    assert caplog.records[-1].getMessage() == '127.0.0.1 "GET /-/healthy" 200'
+
+
 def test_extra_routes_cannot_replace_built_ins(registry):
     with pytest.raises(CareKPIError, match="built-ins"):
         start_server(registry, "127.0.0.1", 0, None, {"/metrics": lambda q: (200, "x", b"")})
