@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kpis import catalog
+from kpis import catalog, targets
 from kpis.catalog import Kpi
 from kpis.config import Calendar, Config, Kpis
 from kpis.durations import format_seconds
@@ -64,16 +64,14 @@ def kpi_rules(config: Config | None) -> tuple[KpiRules, ...]:
     section = _kpis_section(config)
     result = []
     for kpi in catalog.load():
-        settings = section.settings(kpi.key)
-        if not settings.enabled:
+        if not targets.enabled(kpi, config):
             continue
-        default = kpi.target.value if kpi.target is not None else None
-        target = settings.target if settings.target is not None else default
+        goal = targets.target(kpi, config)
         result.append(KpiRules(
             kpi=kpi,
-            target=target,
-            clinic_targets=tuple(sorted(settings.clinic_targets.items())),
-            min_volume=settings.min_volume if settings.min_volume is not None else kpi.min_volume,
+            target=goal.value if goal is not None else None,
+            clinic_targets=tuple(sorted(section.settings(kpi.key).clinic_targets.items())),
+            min_volume=targets.min_volume(kpi, config),
             alert_window=nearest_window(kpi.alert_window, config),
         ))
     return tuple(result)
