@@ -55,19 +55,31 @@ def data_quality(config: Config | None) -> Dashboard:
         "Records the last check runs examined, summed over all checks. No target.",
         "short", [Query(f"sum ({names.CHECK_ELEMENTS})", legend="records")],
         targets.steps(None), width=6))
+    check_labels = "entity, check, column, severity"
     dash = dash.with_panel(table_panel(
         "Check results",
-        "Observed share of conforming records per check (completeness, conformance, "
-        "plausibility; 1 = every record conforms). Colour: any non-conforming record shows red. "
-        "Failing rows are never listed here: only counts, no patient data.",
-        "percentunit", [Query(names.CHECK_OBSERVED_RATIO, instant=True, fmt="table")],
-        ALL_UP, width=12, height=10))
+        "1 when the check passed in its last run, 0 when it failed (labels: entity, check, "
+        "column, severity). Thresholds per check are set in the checks config (defaults: "
+        "completeness 98 % per field, 95 % per record, conformance 99 %, plausibility 100 %). "
+        "Target: every check passes.",
+        "short", [Query(f"max by ({check_labels}) ({names.CHECK_PASSED})", instant=True,
+                        fmt="table")], ALL_UP, width=12, height=10))
+    dash = dash.with_panel(bars_panel(
+        "Completeness by entity and field",
+        "Share of records with the field present (check=completeness) and with every required "
+        "field present (check=record_completeness, column *), from the last check run. The pass "
+        "threshold of each check is in the checks config; failures show in Check results.",
+        "percentunit",
+        [Query(f'min by (entity, column) ({names.CHECK_OBSERVED_RATIO}'
+               '{check=~"completeness|record_completeness"})',
+               legend="{{entity}}.{{column}}", instant=True)],
+        targets.steps(None), width=12, height=10))
     dash = dash.with_panel(table_panel(
         "Non-conforming records per check",
-        "Count of records that failed each check in its last run (counts only, no values). "
+        "Count of records that failed each check in its last run (counts only, never values). "
         "Target: none.",
-        "short", [Query(names.CHECK_UNEXPECTED, instant=True, fmt="table")], NONE_FAILING,
-        sort_by="Value", width=12, height=10))
+        "short", [Query(f"max by ({check_labels}) ({names.CHECK_UNEXPECTED})", instant=True,
+                        fmt="table")], NONE_FAILING, sort_by="Value", width=24, height=10))
     freshness = catalog.by_key()["freshness"]
     goal = targets.goal(freshness, config)
     dash = dash.with_row(board.row("Freshness and availability"))
