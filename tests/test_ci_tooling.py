@@ -123,3 +123,29 @@ def test_skip_guard_leaves_a_clean_run_alone(tmp_path):
     result = _pytest_with_guard(tmp_path, {"test_plain.py": passing})
     assert result.returncode == 0, result.stdout
     assert "need a server" not in result.stdout
+
+
+def _ci_functions(snippet: str, wait: int = 2) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CAREKPI_SERVICE_WAIT": str(wait)}
+    return subprocess.run(["bash", "-c", f'source "{CI_RUN}" && {snippet}'], env=env,
+                          text=True, capture_output=True, timeout=60)
+
+
+def test_a_service_that_answers_is_left_alone():
+    result = _ci_functions('up() { :; }; start() { echo STARTED; }; ensure_service "DB" up start')
+    assert result.returncode == 0
+    assert result.stdout == "DB answers\n"
+
+
+def test_a_stopped_service_is_started_and_waited_for(tmp_path):
+    flag = tmp_path / "up"
+    result = _ci_functions(f'up() {{ [ -e "{flag}" ]; }}; start() {{ touch "{flag}"; }}; '
+                           'ensure_service "DB" up start')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["DB does not answer; starting it", "DB answers after 0s"]
+
+
+def test_a_service_that_never_answers_fails_clearly():
+    result = _ci_functions('down() { return 1; }; start() { :; }; ensure_service "DB" down start')
+    assert result.returncode == 1
+    assert "DB still does not answer 2s after starting it" in result.stderr
