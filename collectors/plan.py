@@ -25,6 +25,7 @@ class Measure:
     when: ColumnElement[bool]
     value: ColumnElement[float] | None = None
     buckets: tuple[float, ...] = ()
+    heavy: bool = False  # costly per row: computed once in a fenced sub-query
 
 
 @dataclass

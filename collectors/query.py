@@ -1,4 +1,11 @@
-"""Compose merged plans into one aggregate SELECT and decode its rows into snapshot cells."""
+"""Compose merged plans into one aggregate SELECT and decode its rows into snapshot cells.
+
+Windows are nested (1h inside 1d inside 7d ...), so each row is tagged with the innermost
+window that holds it (its *slot*) and grouped by labels and slot; a window's numbers are the
+running sum over slots, added up in Python. Each measure is thus aggregated once, not once per
+window. Values that are costly per row (business-time arithmetic) are computed once in a
+sub-query that the planners cannot inline (it carries a LIMIT).
+"""
 
 from __future__ import annotations
 
@@ -13,73 +20,105 @@ from collectors.plan import Plan
 from collectors.sqlfuncs import count_if, number, sum_if
 from kpis.snapshot import Cell, Histogram
 
+_NO_LIMIT = 2**62
+
 
 @dataclass(frozen=True)
 class _Column:
     plan: int
-    window: int
     measure: int
     part: str  # "n" (count), "sum", or "le<i>"
 
 
-def compose(plans: list[Plan]) -> tuple[Select[Any], list[_Column]]:
-    """One SELECT for plans sharing entity, row predicate and labels (plans[0] gives them)."""
+def _row_values(plans: list[Plan]) -> dict[str, ColumnElement[Any]]:
+    """Per-row expressions: labels, slot, and each measure's condition and value."""
     first = plans[0]
-    selected: list[ColumnElement[Any]] = [expr.label(f"d{i}") for i, (_, expr) in
-                                          enumerate(first.dims)]
+    values: dict[str, ColumnElement[Any]] = {
+        f"d{i}": expr for i, (_, expr) in enumerate(first.dims)}
+    values["slot"] = sa.case(*((in_window, number(i)) for i, (_, in_window) in
+                               enumerate(first.windows)), else_=sa.null())
+    for p, plan in enumerate(plans):
+        for m, measure in enumerate(plan.measures):
+            values[f"f{p}_{m}"] = sa.case((measure.when, 1), else_=0)
+            if measure.value is not None:
+                values[f"v{p}_{m}"] = measure.value
+    return values
+
+
+def compose(plans: list[Plan]) -> tuple[Select[Any], list[_Column]]:
+    """One SELECT for plans sharing entity, row predicate, windows and labels."""
+    first = plans[0]
+    values = _row_values(plans)
+    heavy = any(m.heavy for plan in plans for m in plan.measures)
+    if heavy:
+        inner = (sa.select(*(expr.label(name) for name, expr in values.items()))
+                 .select_from(first.entity.from_).where(first.where).limit(_NO_LIMIT)
+                 .subquery("r"))
+        ref: dict[str, ColumnElement[Any]] = {name: inner.c[name] for name in values}
+    else:
+        ref = values
+    keys = [f"d{i}" for i in range(len(first.dims))] + ["slot"]
+    selected: list[ColumnElement[Any]] = [ref[k].label(k) for k in keys]
     layout: list[_Column] = []
     for p, plan in enumerate(plans):
-        for w, (_, in_window) in enumerate(plan.windows):
-            for m, measure in enumerate(plan.measures):
-                when = sa.and_(in_window, measure.when)
-                if measure.value is None:
-                    layout.append(_Column(p, w, m, "n"))
-                    selected.append(count_if(when))
-                    continue
-                counted = sa.and_(when, measure.value >= number(0))
-                layout.append(_Column(p, w, m, "n"))
-                selected.append(count_if(counted))
-                layout.append(_Column(p, w, m, "sum"))
-                selected.append(sum_if(counted, measure.value))
-                for b, bound in enumerate(measure.buckets):
-                    layout.append(_Column(p, w, m, f"le{b}"))
-                    selected.append(count_if(sa.and_(counted, measure.value <= number(bound))))
-    query = sa.select(*selected).select_from(first.entity.from_).where(first.where)
-    if first.dims:
-        query = query.group_by(*(sa.literal_column(str(i + 1)) for i in range(len(first.dims))))
-    return query, [*layout]
+        for m, measure in enumerate(plan.measures):
+            when = ref[f"f{p}_{m}"] == 1
+            if measure.value is None:
+                layout.append(_Column(p, m, "n"))
+                selected.append(count_if(when))
+                continue
+            value = ref[f"v{p}_{m}"]
+            counted = sa.and_(when, value >= number(0))
+            layout += [_Column(p, m, "n"), _Column(p, m, "sum")]
+            selected += [count_if(counted), sum_if(counted, value)]
+            for b, bound in enumerate(measure.buckets):
+                layout.append(_Column(p, m, f"le{b}"))
+                selected.append(count_if(sa.and_(counted, value <= number(bound))))
+    query = sa.select(*selected)
+    query = query.select_from(inner) if heavy else query.select_from(first.entity.from_).where(
+        first.where)
+    query = query.group_by(*(sa.literal_column(str(i + 1)) for i in range(len(keys))))
+    return query, layout
 
 
-def decode(plans: list[Plan], layout: list[_Column], rows: list[Any]
-           ) -> list[list[Cell]]:
-    """Cells per plan, one per (labels, window); empty groups yield no cell."""
-    ndims = len(plans[0].dims)
-    out: list[list[Cell]] = [[] for _ in plans]
+def decode(plans: list[Plan], layout: list[_Column], rows: list[Any]) -> list[list[Cell]]:
+    """Cells per plan, one per (labels, window): running sums over the slots."""
+    first = plans[0]
+    ndims = len(first.dims)
+    by_slot: dict[tuple[Any, ...], dict[int, dict[tuple[int, int, str], float]]] = defaultdict(
+        dict)
     for row in rows:
-        dims = tuple((name, _label_value(row[i])) for i, (name, _) in
-                     enumerate(plans[0].dims))
-        values: dict[tuple[int, int], dict[tuple[int, str], float]] = defaultdict(dict)
-        for column, raw in zip(layout, row[ndims:], strict=True):
-            values[(column.plan, column.window)][(column.measure, column.part)] = float(raw or 0)
-        for (p, w), parts in values.items():
-            plan = plans[p]
-            window_label = plan.windows[w][0]
-            labels = dims + ((("window", window_label),) if window_label else ())
-            out[p].append(_cell(plan, labels, parts))
+        slot = row[ndims]
+        if slot is None:
+            continue
+        dims = tuple(_label_value(v) for v in row[:ndims])
+        parts = {(c.plan, c.measure, c.part): float(v or 0) for c, v in
+                 zip(layout, row[ndims + 1:], strict=True)}
+        by_slot[dims][int(slot)] = parts
+    out: list[list[Cell]] = [[] for _ in plans]
+    for dims, slots in by_slot.items():
+        labels = tuple(zip((name for name, _ in first.dims), dims, strict=True))
+        running: dict[tuple[int, int, str], float] = defaultdict(float)
+        for w, (window, _) in enumerate(first.windows):
+            for key, value in slots.get(w, {}).items():
+                running[key] += value
+            cell_labels = labels + ((("window", window),) if window else ())
+            for p, plan in enumerate(plans):
+                out[p].append(_cell(p, plan, cell_labels, running))
     return out
 
 
-def _cell(plan: Plan, labels: tuple[tuple[str, str], ...],
-          parts: dict[tuple[int, str], float]) -> Cell:
+def _cell(p: int, plan: Plan, labels: tuple[tuple[str, str], ...],
+          parts: dict[tuple[int, int, str], float]) -> Cell:
     counts: dict[str, float] = {}
     histogram = None
     for m, measure in enumerate(plan.measures):
         if measure.value is None:
-            counts[measure.name] = parts[(m, "n")]
+            counts[measure.name] = parts[(p, m, "n")]
             continue
-        cumulative = tuple(int(parts[(m, f"le{b}")]) for b in range(len(measure.buckets)))
-        histogram = Histogram(measure.buckets, cumulative, int(parts[(m, "n")]),
-                              round(parts[(m, "sum")], 3))
+        cumulative = tuple(int(parts[(p, m, f"le{b}")]) for b in range(len(measure.buckets)))
+        histogram = Histogram(measure.buckets, cumulative, int(parts[(p, m, "n")]),
+                              round(parts[(p, m, "sum")], 3))
     return Cell(labels, counts, histogram)
 
 

@@ -81,7 +81,8 @@ def _deadline_plan(ctx: Context, kpi: Kpi, e: MappedEntity, receipt: str, done: 
     if success is not None:
         met = sa.and_(met, success)
     base = eligible if eligible is not None else sa.true()
-    measures = [Measure("denominator", base), Measure("numerator", sa.and_(base, met))]
+    measures = [Measure("denominator", base),
+                Measure("numerator", sa.and_(base, met), heavy=not clock.wall_clock)]
     return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
 
 
@@ -89,7 +90,8 @@ def first_response_time(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     where, windows = anchored(ctx, e, "received")
     clock = ctx.clock(e, max(s for _, s in ctx.windows))
     elapsed = clock.sql_elapsed(e.col("received"), pinned(ctx, e, "first_response"))
-    measures = [Measure("histogram", sa.true(), elapsed, kpi.buckets)]
+    measures = [Measure("histogram", sa.true(), elapsed, kpi.buckets,
+                        heavy=not clock.wall_clock)]
     return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
 
 
