@@ -19,7 +19,8 @@ from kpis.demo.world import Row, World
 
 SLOT_MINUTES = 20
 CANCELLED = 0.09  # share of bookings cancelled, a fifth of them late (< 24 h)
-LATE_CANCEL_SHARE = 0.22
+LATE_CANCEL_SHARE = 0.18
+SHORT_NOTICE_CANCELLED = 0.01
 ENTERED_IN_ERROR = 0.003
 REMINDER_MISSED = 0.005
 NO_SHOW_SPIKE = ("PED", 0.30)  # clinic and no-show probability during the incident
@@ -149,7 +150,9 @@ def _fill_status(world: World, row: Row, clinic: Clinic) -> None:
     if rng.random() < ENTERED_IN_ERROR:
         row["appt_status"] = "ERR"
         return
-    cancel = _cancel_time(world, slot, booked) if rng.random() < CANCELLED else None
+    # Short-notice bookings are rarely cancelled; those that are, are cancelled late.
+    chance = CANCELLED if slot - booked > timedelta(hours=25) else SHORT_NOTICE_CANCELLED
+    cancel = _cancel_time(world, slot, booked) if rng.random() < chance else None
     _remind(world, row, cancel)
     if cancel is not None and cancel <= now:
         row["appt_status"], row["cancelled_at"] = "CAN", cancel

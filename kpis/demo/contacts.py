@@ -158,7 +158,7 @@ def call_row(world: World, clinic: str, queue: str, start: datetime, caller: str
         gone = entered + timedelta(seconds=rng.uniform(20, 150))
         row.update(abandoned_at=world.past(gone), ended_at=world.past(gone))
     else:
-        wait = rng.uniform(0, 3) if rng.random() < 0.4 else min(rng.expovariate(1 / 15), 300)
+        wait = rng.uniform(0, 3) if rng.random() < 0.4 else min(rng.expovariate(1 / 12), 300)
         answered = entered + timedelta(seconds=wait)
         ended = answered + world.minutes(4, 0.5)
         row.update(answered_at=world.past(answered), ended_at=world.past(ended),

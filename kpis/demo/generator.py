@@ -65,8 +65,19 @@ def generate(now: datetime, *, incidents_on: Sequence[str] = (), seed: int = 7) 
     incidents.stop_feed(world, tables)
     world.rng = random.Random(f"{seed}:dirty")
     dirty.plant(world, tables)
+    _whole_seconds(tables)
     ordered = tuple(n for n in incidents.INCIDENTS if n in active)
     return DemoData(aware, seed, ordered, tables)
+
+
+def _whole_seconds(tables: dict[str, list[Row]]) -> None:
+    """Stored times have whole seconds, as in most systems (and MariaDB's DATETIME would round
+    fractions, SQLite would keep them: truncating here gives every dialect the same values)."""
+    for rows in tables.values():
+        for row in rows:
+            for key, value in row.items():
+                if isinstance(value, datetime) and value.microsecond:
+                    row[key] = value.replace(microsecond=0)
 
 
 def _newest(rows: list[Row], column: str) -> datetime | None:

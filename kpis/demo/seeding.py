@@ -11,6 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from kpis.demo import generator, incidents, schema
+from kpis.demo.world import Row
 from kpis.errors import CareKPIError
 from kpis.secrets import mask_url
 
@@ -45,6 +46,23 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url, poolclass=sa.pool.NullPool)
 
 
+def _sqlite_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat(" ", "microseconds")  # SQLAlchemy's SQLite DATETIME format
+    return int(value) if isinstance(value, bool) else value
+
+
+def _insert(conn: sa.Connection, table: sa.Table, rows: list[Row]) -> None:
+    """executemany of one batch. On SQLite the values are converted up front (C-level
+    isoformat), since SQLAlchemy's per-value DATETIME formatting dominates the seeding time."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), rows)
+        return
+    names = [c.name for c in table.columns]
+    statement = str(table.insert().compile(dialect=conn.dialect))
+    conn.exec_driver_sql(statement, [tuple(_sqlite_value(r[n]) for n in names) for r in rows])
+
+
 def seed(url: str, *, now: datetime, incidents: Sequence[str] = (), seed: int = 7
          ) -> SeedSummary:
     """Drop the demo tables if present, create them, insert the generated rows."""
@@ -54,15 +72,13 @@ def seed(url: str, *, now: datetime, incidents: Sequence[str] = (), seed: int = 
     try:
         engine = _engine(url)
         try:
-            with engine.begin() as conn:
+            with engine.begin() as conn:  # one transaction: a failed seed leaves nothing half-done
                 schema.metadata.drop_all(conn, checkfirst=True)
                 schema.metadata.create_all(conn)
-            for table in schema.ENTITY_TABLES.values():
-                rows = data.tables[table.name]
-                for start in range(0, len(rows), BATCH):
-                    with engine.begin() as conn:
-                        conn.execute(table.insert(), rows[start:start + BATCH])
-            with engine.begin() as conn:
+                for table in schema.ENTITY_TABLES.values():
+                    rows = data.tables[table.name]
+                    for start in range(0, len(rows), BATCH):
+                        _insert(conn, table, rows[start:start + BATCH])
                 conn.execute(schema.demo_meta.insert(), [
                     {"meta_key": "format", "meta_value": FORMAT},
                     {"meta_key": "now", "meta_value": data.now.isoformat()},

@@ -22,7 +22,7 @@ INSTRUMENTS = {
     "PVS": (("csat", "1-5"), ("recommend", "0-10")),
 }
 NOT_ANSWERED = 0.015
-DETRACTOR_CONTACTED = 0.96
+DETRACTOR_CONTACTED = 0.975
 
 
 def invitations(world: World, appointments: list[Row]) -> list[Row]:
