@@ -49,10 +49,10 @@ BUILTIN_CHECKS: dict[str, tuple[str, float, Severity]] = {
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "appointments": ("id", "clinic", "start", "created", "status"),
     "messages": ("id", "clinic", "channel", "received"),
-    "calls": ("id", "queue", "queue_entered"),
+    "calls": ("id",),  # IVR-only calls never enter a queue: queue fields may be empty
     "follow_ups": ("id", "clinic", "due_from"),
     "complaints": ("id", "clinic", "received"),
-    "surveys": ("id", "clinic", "submitted", "score"),
+    "surveys": ("id", "clinic", "submitted"),  # a skipped item has no score (S1 excludes it)
     "survey_invitations": ("id", "clinic", "sent"),
 }
 

@@ -24,6 +24,8 @@ TIME_ORDER: dict[str, tuple[tuple[str, str], ...]] = {
     "complaints": (("received", "responded"),),
     "follow_ups": (("due_from", "completed"),),
 }
+# Planned times, legitimately in the future: exempt from the "no future timestamps" check.
+SCHEDULED = {("appointments", "start"), ("follow_ups", "due_from")}
 SCALES = {"0-10": (0, 10), "1-5": (1, 5), "1-4": (1, 4)}
 COLUMN_ARGS = ("column", "column_A", "column_B")
 LIST_ARGS = ("column_list",)
@@ -99,7 +101,8 @@ def builtin(config: Config, checks: ChecksConfig, name: str, now: datetime) -> l
     local_now = local_time(now, entity.timezone)
     latest = local_now + timedelta(seconds=checks.future_tolerance.seconds)
     for spec_field in model.ENTITIES[name]:
-        if spec_field.type is model.FieldType.TIMESTAMP and entity.mapped(spec_field.name):
+        if spec_field.type is model.FieldType.TIMESTAMP and entity.mapped(spec_field.name) \
+                and (name, spec_field.name) not in SCHEDULED:
             add("not_future", spec_field.name, "expect_column_values_to_be_between",
                 column=spec_field.name, max_value=latest)
     fresh = model.FRESHNESS_FIELD.get(name)

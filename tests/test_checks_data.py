@@ -19,7 +19,7 @@ EMPTY_CLINIC = (1, 2, 3)  # '' , '   ' and NULL: clinic completeness 3 (94% < 98
 BAD_STATUS = (4, 5)  # local codes outside the mapping: conformance 2 (96% < 99%)
 CREATED_AFTER_START = (6, 7, 8)  # time order created <= start: 3
 PROVIDER_BEFORE_ARRIVAL = (9,)  # time order arrived <= provider_start: 1
-START_IN_FUTURE = (10,)  # start 30 days ahead: not_future(start) 1
+ARRIVED_IN_FUTURE = (10,)  # arrival 30 days ahead: not_future(arrived) 1 (start is exempt)
 DEPARTMENT_FREE_TEXT = (11, 12)  # custom regex on department: 2
 IN_LAST_24H = 24  # ids 1-24 were created in the last 24 hours (one per hour from now-1h)
 
@@ -95,9 +95,10 @@ def _appointment(i: int, base: datetime, clean: bool) -> dict[str, Any]:
         row["seen_ts"] = row["start_ts"]
     if i in PROVIDER_BEFORE_ARRIVAL:
         row["seen_ts"] = row["arrived_ts"] - timedelta(minutes=3)
-    if i in START_IN_FUTURE:
-        row["start_ts"] = base + timedelta(days=30)
-        row["arrived_ts"] = row["seen_ts"] = None
+    if i in ARRIVED_IN_FUTURE:
+        row["start_ts"] = base + timedelta(days=30)  # a booking ahead: fine
+        row["arrived_ts"] = base + timedelta(days=30)  # an arrival ahead: implausible
+        row["seen_ts"] = None
     if i in DEPARTMENT_FREE_TEXT:
         row["dept"] = MARKERS[2] if i == 11 else MARKERS[3]
     return row
