@@ -34,7 +34,7 @@ def proportion(ctx: Context, kpi: Kpi, e: MappedEntity, numerator: ColumnElement
 
 
 def duration(ctx: Context, kpi: Kpi, e: MappedEntity, when: ColumnElement[bool],
-             seconds: ColumnElement[float]) -> Plan:
+             seconds: ColumnElement[Any]) -> Plan:
     return _plan(ctx, kpi, e, [Measure("histogram", when, seconds, kpi.buckets)])
 
 

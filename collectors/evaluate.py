@@ -102,7 +102,7 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
     try:
         plans = [BUILDERS[k.key](ctx, k, entity) for k in unit.kpis]
         cells, rows = _execute(engine, entity, plans)
-    except Exception as exc:  # noqa: BLE001 - any failure becomes a per-KPI result
+    except Exception as exc:
         if len(unit.kpis) > 1 and not is_connection_error(exc):
             log.info("merged query %s failed (%s); evaluating its KPIs one by one",
                      unit.name, _describe(exc))
@@ -149,7 +149,7 @@ def _freshness(engine: sa.Engine, ctx: Context, unit: Unit) -> KpiResult:
                 if newest is not None:
                     cells.append(Cell((("entity", name),), {"timestamp": newest.timestamp()}))
             conn.rollback()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return _failed(unit, kpi, ctx.as_of, exc, started)
     return KpiResult(kpi, unit.source, ctx.as_of, tuple(cells), None, None,
                      time.perf_counter() - started, len(cells))

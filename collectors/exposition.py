@@ -68,11 +68,11 @@ class CareKpiCollector(Collector):
             if goal is None or not targets.enabled(kpi, config):
                 continue
             plain.add_metric([kpi.key], goal.value)
-            clinics = sorted({c.label(names.CLINIC) for r in results if r.kpi.key == kpi.key
-                              for c in r.cells} - {None})
+            clinics = sorted({c.label(names.CLINIC) or "" for r in results
+                              if r.kpi.key == kpi.key for c in r.cells} - {""})
             for clinic in clinics:
                 per_clinic = targets.target(kpi, config, clinic)
-                assert per_clinic is not None and clinic is not None
+                assert per_clinic is not None
                 family.add_metric([kpi.key, clinic], per_clinic.value)
         family.samples.extend(plain.samples)
         yield family
@@ -85,7 +85,8 @@ class CareKpiCollector(Collector):
             up.add_metric([source], 1.0 if ok else 0.0)
         yield up
         labels = [names.KPI, names.SOURCE]
-        kpi_up = GaugeMetricFamily(names.KPI_UP, "Last refresh of the KPI succeeded.", labels=labels)
+        kpi_up = GaugeMetricFamily(names.KPI_UP, "Last refresh of the KPI succeeded.",
+                                   labels=labels)
         last = GaugeMetricFamily(names.KPI_LAST_SUCCESS, "Unix time of the KPI's last "
                                  "successful refresh.", labels=labels)
         took = GaugeMetricFamily(names.KPI_REFRESH_DURATION, "Seconds the KPI's last refresh "

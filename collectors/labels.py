@@ -27,13 +27,14 @@ class LabelCaps:
 
     def _fold_label(self, label: str, cells: list[Cell], kpi: Kpi) -> list[Cell]:
         cap = self.labels.cap(label)
-        weight: Counter[str] = Counter()
+        weight: dict[str, float] = {}
         for cell in cells:
             value = cell.label(label)
             if value is not None:
-                weight[value] += volume(kpi, cell) + 1e-9
+                weight[value] = weight.get(value, 0.0) + volume(kpi, cell) + 1e-9
         unsafe = {v for v in weight if not _SAFE.match(v)}
-        keep = [v for v, _ in weight.most_common() if v not in unsafe]
+        ranked = sorted(weight, key=lambda v: (-weight[v], v))
+        keep = [v for v in ranked if v not in unsafe]
         keep = keep[: cap - 1] if len(keep) + len(unsafe) > cap else keep
         dropped = set(weight) - set(keep)
         if not dropped:

@@ -3,6 +3,7 @@ counting what. Plans on the same entity, anchor and labels are merged into one S
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ class Measure:
 
     name: str
     when: ColumnElement[bool]
-    value: ColumnElement[float] | None = None
+    value: ColumnElement[Any] | None = None
     buckets: tuple[float, ...] = ()
     heavy: bool = False  # costly per row: computed once in a fenced sub-query
 
@@ -91,7 +92,7 @@ def anchored(ctx: Context, entity: MappedEntity, anchor: str,
 
 def deadline_anchored(
     ctx: Context, entity: MappedEntity, receipt: str, clock: BusinessClock,
-    classes: list[tuple[ColumnElement[bool], float]],
+    classes: Sequence[tuple[ColumnElement[bool], float]],
 ) -> tuple[ColumnElement[bool], list[tuple[str, ColumnElement[bool]]]]:
     """Rows whose deadline (receipt + SLA on the clock) falls in each window.
 

@@ -10,6 +10,7 @@ sub-query that the planners cannot inline (it carries a LIMIT).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +82,7 @@ def compose(plans: list[Plan]) -> tuple[Select[Any], list[_Column]]:
     return query, layout
 
 
-def decode(plans: list[Plan], layout: list[_Column], rows: list[Any]) -> list[list[Cell]]:
+def decode(plans: list[Plan], layout: list[_Column], rows: Sequence[Any]) -> list[list[Cell]]:
     """Cells per plan, one per (labels, window): running sums over the slots."""
     first = plans[0]
     ndims = len(first.dims)

@@ -115,7 +115,7 @@ class Scheduler:
             with self.engines[source].connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
             up = True
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             up = False
             log.warning("source %s is down: %s", source, type(exc).__name__)
         was_up = self.store.source_up().get(source)

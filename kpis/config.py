@@ -257,7 +257,8 @@ class Labels(Strict):
     limits: dict[Literal["clinic", "department", "channel", "queue"], int] = {}
 
     def cap(self, label: str) -> int:
-        return self.limits.get(label, self.max_values)  # type: ignore[call-overload]
+        limits: dict[str, int] = {str(k): v for k, v in self.limits.items()}
+        return limits.get(label, self.max_values)
 
 
 class Config(Strict):
@@ -273,7 +274,8 @@ class Config(Strict):
     def _cross_references(self) -> Config:
         for name, entity in self.entities.items():
             if name not in model.ENTITIES:
-                raise _Located(("entities", name), f"unknown entity; one of {_names(model.ENTITIES)}")
+                raise _Located(("entities", name),
+                               f"unknown entity; one of {_names(model.ENTITIES)}")
             if entity.source not in self.sources:
                 raise _Located(("entities", name, "source"),
                                f"unknown source {entity.source!r}; defined: {_names(self.sources)}")

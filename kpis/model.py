@@ -7,10 +7,10 @@ SQL expression of theirs and their local codes to the canonical ones below.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class FieldType(str, Enum):
+class FieldType(StrEnum):
     ID = "id"  # a record identifier: never exported, never logged
     LABEL = "label"  # a low-cardinality dimension that may become a metric label
     TIMESTAMP = "timestamp"

@@ -42,4 +42,5 @@ def check_expression(sql: str) -> None:
 def _no_writes(code: str) -> None:
     match = _WRITES.search(code)
     if match:
-        raise ValueError(f"SQL keyword {match.group(1).upper()!r} is not allowed: CareKPI only reads")
+        keyword = match.group(1).upper()
+        raise ValueError(f"SQL keyword {keyword!r} is not allowed: CareKPI only reads")
