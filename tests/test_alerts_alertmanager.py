@@ -1,0 +1,117 @@
+"""The example Alertmanager config: amtool check-config, route tests, and inhibition checked on
+a real Alertmanager on loopback (ports 19100-19199)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_alerts_promtool import require
+
+pytestmark = pytest.mark.prometheus
+CONFIG = Path(__file__).resolve().parent.parent / "alerts" / "alertmanager.yml"
+
+
+def amtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([require("amtool"), *args], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_amtool_check_config():
+    result = amtool("check-config", str(CONFIG))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 inhibit rules" in result.stdout
+
+
+@pytest.mark.parametrize(("labels", "receiver"), [
+    (["severity=critical", "clinic=PED", "kpi=response_sla"], "pager"),
+    (["severity=critical", "clinic=DTN", "kpi=sla_breach_backlog"], "clinic-dtn-pager"),
+    (["severity=warning", "clinic=DTN", "kpi=no_show"], "tickets"),
+    (["severity=warning", "alertname=CareKPIRefreshStale"], "tickets"),
+    (["severity=info", "clinic=DTN"], "null"),
+    (["alertname=Unlabelled"], "null"),
+])
+def test_routes(labels, receiver):
+    result = amtool("config", "routes", "test", f"--config.file={CONFIG}",
+                    f"--verify.receivers={receiver}", *labels)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == receiver
+
+
+def free_port() -> int:
+    for port in range(19150, 19200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 19150-19199")
+
+
+@pytest.fixture
+def alertmanager(tmp_path) -> Iterator[str]:
+    binary = require("prometheus-alertmanager")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, f"--config.file={CONFIG}", f"--storage.path={tmp_path}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + "/-/ready", 20)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def wait_ready(url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {seconds}s")
+
+
+def post_alerts(url: str, alerts: list[dict[str, dict[str, str]]]) -> None:
+    request = urllib.request.Request(url + "/api/v2/alerts", data=json.dumps(alerts).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5):
+        pass
+
+
+def states(url: str) -> dict[tuple[str, str], str]:
+    with urllib.request.urlopen(url + "/api/v2/alerts", timeout=5) as response:
+        alerts = json.load(response)
+    return {(a["labels"]["alertname"], a["labels"].get("source", "")): a["status"]["state"]
+            for a in alerts}
+
+
+def test_kpi_alerts_of_a_down_source_are_inhibited(alertmanager):
+    post_alerts(alertmanager, [
+        {"labels": {"alertname": "CareKPISourceDown", "severity": "critical", "source": "ehr"}},
+        {"labels": {"alertname": "CareKPINoShowTargetBreach", "severity": "warning",
+                    "kpi": "no_show", "clinic": "DTN", "source": "ehr"}},
+        {"labels": {"alertname": "CareKPISlaBreachBacklog", "severity": "critical",
+                    "kpi": "sla_breach_backlog", "clinic": "DTN", "source": "portal"}},
+    ])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        found = states(alertmanager)
+        if found.get(("CareKPINoShowTargetBreach", "ehr")) == "suppressed":
+            break
+        time.sleep(0.3)
+    assert found == {("CareKPISourceDown", "ehr"): "active",
+                     ("CareKPINoShowTargetBreach", "ehr"): "suppressed",
+                     ("CareKPISlaBreachBacklog", "portal"): "active"}
