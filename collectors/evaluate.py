@@ -8,6 +8,7 @@ bad mapping cannot take its neighbours down.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -103,7 +104,7 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
         plans = [BUILDERS[k.key](ctx, k, entity) for k in unit.kpis]
         cells, rows = _execute(engine, entity, plans)
     except Exception as exc:
-        if len(unit.kpis) > 1 and not is_connection_error(exc):
+        if len(unit.kpis) > 1 and reachable(engine):
             log.info("merged query %s failed (%s); evaluating its KPIs one by one",
                      unit.name, _describe(exc))
             return [r for kpi in unit.kpis for r in run_unit(
@@ -163,14 +164,14 @@ def _failed(unit: Unit, kpi: Kpi, as_of: datetime, exc: BaseException, started: 
                      time.perf_counter() - started, 0)
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    """The database is unreachable (as opposed to a query or mapping error)."""
-    if isinstance(exc, sa.exc.DBAPIError):
-        return bool(exc.connection_invalidated) or isinstance(exc, sa.exc.InterfaceError) or (
-            isinstance(exc, sa.exc.OperationalError) and "timeout" not in str(exc.orig).lower()
-            and "cancel" not in str(exc.orig).lower() and "interrupt" not in str(exc.orig).lower()
-        )
-    return isinstance(exc, sa.exc.TimeoutError)
+def reachable(engine: sa.Engine) -> bool:
+    """Whether the source answers at all (tells a lost database from a bad query)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means unreachable
+        return False
 
 
 def _describe(exc: BaseException) -> str:
@@ -180,7 +181,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, sa.exc.DBAPIError):
         orig = exc.orig
         kind = type(orig).__name__ if orig is not None else type(exc).__name__
-        if is_connection_error(exc) or isinstance(exc, sa.exc.OperationalError):
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
             return f"database error {kind}: {_first_line(orig)}"
         return f"query failed: {kind}"
     if isinstance(exc, sa.exc.TimeoutError):
@@ -188,10 +189,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}"
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
 def _first_line(orig: BaseException | None) -> str:
-    """Connection-level messages (refused, timeout, cancelled) carry no row values."""
+    """The driver's first line with anything quoted blanked: connection and timeout messages
+    stay readable, while a value a driver might quote from a row never leaves."""
     text = str(orig or "").strip().splitlines()
-    return text[0][:160] if text else "no detail"
+    return _QUOTED.sub("'?'", text[0])[:160] if text else "no detail"
 
 
 def unavailable(config: Config, as_of: datetime) -> list[KpiResult]:

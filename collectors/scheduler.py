@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -25,8 +26,10 @@ log = logging.getLogger("carekpi.scheduler")
 
 
 class Scheduler:
-    def __init__(self, store: Store, engines: dict[str, sa.Engine]) -> None:
-        self.store, self.engines = store, engines
+    def __init__(self, store: Store, engines: dict[str, sa.Engine],
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """clock: the evaluation time of each refresh (tests pin it)."""
+        self.store, self.engines, self.clock = store, engines, clock
         config = store.config
         self.units = evaluate.units(config)
         self._pools = {
@@ -46,7 +49,7 @@ class Scheduler:
         self.skipped = 0
 
     def start(self) -> None:
-        self.store.put(evaluate.unavailable(self.store.config, datetime.now(UTC)), 0.0)
+        self.store.put(evaluate.unavailable(self.store.config, self.clock()), 0.0)
         now = time.monotonic()
         with self._lock:
             for i in range(len(self.units)):
@@ -101,7 +104,7 @@ class Scheduler:
     def _refresh(self, index: int, unit: Unit) -> None:
         try:
             results = evaluate.run_unit(self.engines[unit.source], self.store.config, unit,
-                                        datetime.now(UTC), self.store.caps)
+                                        self.clock(), self.store.caps)
             self.store.put(results, unit.interval)
         except Exception:  # pragma: no cover - run_unit turns failures into results
             log.exception("refresh of %s crashed", unit.name)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,11 +30,12 @@ class Exporter:
     config: Config
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     extra_collectors: list[Any] = field(default_factory=list)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
         self.store = Store(self.config)
         self.engines = create_engines(self.config)
-        self.scheduler = Scheduler(self.store, self.engines)
+        self.scheduler = Scheduler(self.store, self.engines, self.clock)
         self.registry.register(CareKpiCollector(self.store))
         for collector in self.extra_collectors:
             self.registry.register(collector)

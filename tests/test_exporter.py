@@ -1,0 +1,209 @@
+"""The exporter: scrapes served from memory, failures isolated, the demo accepted by promtool."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from collectors.service import Exporter
+from kpis import config as config_module
+from tests import known_data
+from tests.conftest import in_ci
+
+CARE = [sys.executable, "-m", "kpis"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def scrape_when(url: str, *needles: str, timeout: float = 60.0) -> str:
+    """The first scrape that contains every needle."""
+
+    def ready() -> str | None:
+        text = scrape(url)
+        return text if all(n in text for n in needles) else None
+
+    return wait_for(ready, timeout, what=f"{', '.join(needles)} at {url}")
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+@pytest.fixture
+def sqlite_known(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path}/known.db"
+    known_data.load(url)
+    return url
+
+
+def test_scrapes_are_served_from_memory_and_never_query(sqlite_known: str) -> None:
+    config = config_module.parse(known_data.config(sqlite_known), "known.yaml")
+    exporter = Exporter(config, registry=CollectorRegistry(), clock=lambda: known_data.AS_OF)
+    queries: list[str] = []
+    server = exporter.start("127.0.0.1", 0)
+    try:
+        url = f"{server.url}/metrics"
+        wait_for(lambda: "carekpi_no_show_numerator" in scrape(url), what="first refresh")
+        for engine in exporter.engines.values():
+            sa.event.listen(engine, "before_cursor_execute",
+                            lambda *args: queries.append("q"))
+        time.sleep(0.5)
+        queries.clear()
+        for _ in range(20):
+            text = scrape(url)
+        assert queries == []
+        got = samples(text)
+        assert got[("carekpi_source_up", frozenset({("source", "main")}))] == 1.0
+        assert got[("carekpi_kpi_target", frozenset({("kpi", "no_show")}))] == 0.10
+        assert got[("carekpi_kpi_up", frozenset({("kpi", "no_show"), ("source", "main")}))] == 1
+    finally:
+        exporter.stop()
+
+
+def test_a_failing_kpi_never_stops_the_others(sqlite_known: str) -> None:
+    data = known_data.config(sqlite_known)
+    data["entities"]["appointments"]["fields"]["departed"] = {"sql": "no_such_column + 1"}
+    config = config_module.parse(data, "known.yaml")
+    exporter = Exporter(config, registry=CollectorRegistry(), clock=lambda: known_data.AS_OF)
+    server = exporter.start("127.0.0.1", 0)
+    try:
+        url = f"{server.url}/metrics"
+        text = scrape_when(url, 'kpi_up{kpi="visit_cycle_time"',
+                           "carekpi_wait_to_be_seen_seconds_bucket")
+        got = samples(text)
+        assert got[("carekpi_kpi_up", frozenset({("kpi", "visit_cycle_time"),
+                                                  ("source", "main")}))] == 0
+        assert got[("carekpi_kpi_up", frozenset({("kpi", "wait_to_be_seen"),
+                                                  ("source", "main")}))] == 1
+        assert got[("carekpi_no_show_numerator", frozenset({
+            ("source", "main"), ("clinic", "north"), ("window", "1d")}))] == 1
+        assert "carekpi_visit_cycle_time_seconds_bucket" not in text
+    finally:
+        exporter.stop()
+
+
+def test_collect_once_is_the_same_for_the_same_as_of(sqlite_known: str, tmp_path: Path) -> None:
+    path = tmp_path / "carekpi.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(known_data.config(sqlite_known)))
+    args = [*CARE, "collect", "--once", "--config", str(path), "--as-of",
+            "2026-03-02T12:00:00Z"]
+    first = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    second = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    assert first == second
+    import json
+
+    report = {k["kpi"]: k for k in json.loads(first)["kpis"]}
+    north_day = [r for r in report["no_show"]["results"]
+                 if r["clinic"] == "north" and r["window"] == "1d"][0]
+    assert (north_day["numerator"], north_day["denominator"]) == (1, 3)
+    assert north_day["value"] == pytest.approx(1 / 3)
+    assert (north_day["target"], north_day["status"]) == (0.1, "breach")
+    assert report["first_contact_resolution"]["status"] == "ok"
+    text = subprocess.run([*args[:-4], "--format", "prometheus", *args[-4:]],
+                          capture_output=True, text=True, check=True).stdout
+    assert 'carekpi_no_show_numerator{clinic="north",source="main",window="1d"} 1.0' in text
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("version: 1\nsources: {main: {url: 'sqlite:///x.db', pool: 3}}\n",
+     "sources.main.pool: unknown key"),
+    ("version: 1\nsources: {main: {url: '${env:CAREKPI_NOPE}'}}\n",
+     "sources.main.url: environment variable CAREKPI_NOPE is not set"),
+    ("version: 1\nsources: [\n", "line 3, column 1: YAML syntax error"),
+])
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    run = subprocess.run([*CARE, "config", "validate", "--config", str(path)],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.startswith(f"carekpi: {path}: {expected}"), run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in run.stderr
+
+
+def test_config_validate_checks_columns_and_lists_unmapped_codes(sqlite_known: str,
+                                                                 tmp_path: Path) -> None:
+    import yaml
+
+    data = known_data.config(sqlite_known)
+    del data["entities"]["appointments"]["codes"]["status"]["pending"]
+    path = tmp_path / "carekpi.yaml"
+    path.write_text(yaml.safe_dump(data))
+    run = subprocess.run([*CARE, "config", "validate", "--config", str(path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "warning: entities.appointments.codes.status: 1 local code(s)" in run.stdout
+    assert "'PEND'" in run.stdout
+    data["entities"]["calls"]["fields"]["answered"] = "answerd_at"
+    path.write_text(yaml.safe_dump(data))
+    run = subprocess.run([*CARE, "config", "validate", "--config", str(path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "entities.calls.fields.answered: 'answerd_at' cannot be selected" in run.stderr
+
+
+@pytest.mark.prometheus
+def test_demo_serves_metrics_that_promtool_accepts(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if in_ci():
+            pytest.fail("promtool missing in CI (Debian package prometheus)")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    port = free_port()
+    demo = subprocess.Popen([*CARE, "demo", "--db", f"sqlite:///{tmp_path}/demo.db", "--port",
+                             str(port)], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        text = scrape_when(url, "carekpi_nps_promoters", "carekpi_follow_up_numerator",
+                           timeout=120)
+        check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                               text=True)
+        assert check.returncode == 0 and check.stdout == "" and check.stderr == "", (
+            check.stdout + check.stderr)
+        got = samples(text)
+        assert got[("carekpi_source_up", frozenset({("source", "demo")}))] == 1
+    finally:
+        demo.send_signal(signal.SIGINT)
+        _, err = demo.communicate(timeout=30)
+    assert demo.returncode == 0
+    assert "metrics on http://127.0.0.1" in err and "stopped" in err
+    assert "Traceback" not in err
