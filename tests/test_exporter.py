@@ -130,8 +130,8 @@ def test_collect_once_is_the_same_for_the_same_as_of(sqlite_known: str, tmp_path
     import json
 
     report = {k["kpi"]: k for k in json.loads(first)["kpis"]}
-    north_day = [r for r in report["no_show"]["results"]
-                 if r["clinic"] == "north" and r["window"] == "1d"][0]
+    north_day = next(r for r in report["no_show"]["results"]
+                     if r["clinic"] == "north" and r["window"] == "1d")
     assert (north_day["numerator"], north_day["denominator"]) == (1, 3)
     assert north_day["value"] == pytest.approx(1 / 3)
     assert (north_day["target"], north_day["status"]) == (0.1, "breach")
