@@ -46,14 +46,14 @@ def test_routes(labels, receiver):
 
 
 def free_port() -> int:
-    for port in range(19150, 19200):
+    for port in range(19180, 19200):
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 19150-19199")
+    raise RuntimeError("no free port in 19180-19199")
 
 
 @pytest.fixture
