@@ -41,7 +41,6 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 COLUMNS = ("rss_mib", "threads", "fds", "db_conns", "scrapes", "errors", "p50_ms", "p99_ms")
 
@@ -119,7 +118,7 @@ def scraper(url: str, pause: float, stop: threading.Event, window: Window) -> No
             with urllib.request.urlopen(url, timeout=10) as response:
                 response.read()
                 ok = response.status == 200
-        except Exception:  # noqa: BLE001 - any failure of a scrape is counted, not fatal
+        except Exception:  # any failure of a scrape is counted, not fatal
             ok = False
         elapsed = time.perf_counter() - started
         with window.lock:
