@@ -8,10 +8,14 @@ margin, for every clinic and overall; each incident pushes its KPI past the targ
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -385,7 +389,15 @@ def test_each_incident_pushes_its_kpi_past_target(incident_ref: Reference) -> No
 
 def test_incidents_leave_the_other_clinics_alone(incident_ref: Reference,
                                                  baseline: tuple[Reference, Any]) -> None:
-    assert incident_ref.no_show()["DTN"] == baseline[0].no_show()["DTN"]
+    def delivered(ref: Reference) -> Reference:  # what the stale feed delivered
+        cutoff = ref.now - 6 * H
+        tables = {**ref.t, "appointment": [a for a in ref.t["appointment"]
+                                           if a["booked_at"] <= cutoff]}
+        return Reference(tables, ref.now, ref.clock)
+
+    before, after = delivered(baseline[0]), delivered(incident_ref)
+    assert after.no_show()["DTN"] == before.no_show()["DTN"]
+    assert after.wait()["RVL"] == before.wait()["RVL"]
     assert incident_ref.backlog().get("RVL", 0) == 0
 
 
@@ -460,3 +472,44 @@ def test_dirty_manifest_matches_the_rows(baseline: tuple[Reference, Any]) -> Non
     assert sum(a["scale"] == "0-10" and a["score"] is not None and a["score"] > 10
                for a in tables["survey_answer"]) == 1
     assert {d.count for d in DIRTY_RECORDS} <= {1, 2, 3}
+
+
+# KPIs whose counts the collectors must reproduce exactly (proportions, per clinic, summed over
+# their channel/queue dimensions, at the alert window).
+EXACT = ("no_show", "late_cancellation", "reminder_coverage", "response_sla",
+         "call_abandonment", "service_level", "first_contact_resolution", "follow_up",
+         "complaint_response", "csat", "survey_response", "detractor_follow_up")
+
+
+def test_the_collectors_agree_with_the_reference(tmp_path: Any, incident_ref: Reference) -> None:
+    """`carekpi collect --once` on the seeded demo gives the reference's counts."""
+    carekpi = Path(sys.executable).parent / "carekpi"
+    if not carekpi.exists():
+        pytest.skip("the carekpi console script is not installed")
+    url = f"sqlite:///{tmp_path}/demo.db"
+    seed(url, now=NOW, incidents=tuple(INCIDENTS))
+    config = tmp_path / "carekpi.yaml"
+    config.write_text(config_yaml(url, now=NOW), encoding="utf-8")
+    done = subprocess.run([str(carekpi), "collect", "--once", "--config", str(config),
+                           "--as-of", "2026-03-11T19:30:00Z", "--format", "json"],
+                          capture_output=True, text=True, timeout=600, check=True)
+    kpis = {k["kpi"]: k for k in json.loads(done.stdout)["kpis"]}
+    for key in EXACT:
+        kpi = catalog.get(key)
+        counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for cell in kpis[key]["results"]:
+            if cell["window"] == kpi.alert_window:
+                counts[cell["clinic"]][0] += cell["numerator"]
+                counts[cell["clinic"]][1] += cell["denominator"]
+        method = CHECKED[key][0]
+        expected = {c: [round(v * n), n] for c, (v, n) in
+                    getattr(incident_ref, method)(kpi.alert_window).items() if c is not None}
+        assert {c: v for c, v in counts.items() if v[1]} == expected, key
+    backlog = {c["clinic"]: 0 for c in kpis["sla_breach_backlog"]["results"]}
+    for cell in kpis["sla_breach_backlog"]["results"]:
+        backlog[cell["clinic"]] += cell["value"]
+    assert backlog == {"DTN": 90, "PED": 0, "RVL": 0, "TEL": 0} == {
+        c: incident_ref.backlog().get(c, 0) for c in backlog}
+    fresh = {c["entity"]: c["age_seconds"] for c in kpis["freshness"]["results"]}
+    assert fresh["appointments"] > 6 * 3600 and max(
+        v for k, v in fresh.items() if k != "appointments") < 3600

@@ -33,6 +33,7 @@ def generate(world: World) -> tuple[list[Row], list[Row]]:
     """Appointments and follow-ups: 90 days back, 60 days of future bookings."""
     appointments: list[Row] = []
     for clinic in CLINICS:
+        world.stream(f"appointments:{clinic.code}")
         for day in world.days(world.first_day, world.last_day):
             if not world.clock.is_open_day(day):
                 continue
@@ -41,7 +42,9 @@ def generate(world: World) -> tuple[list[Row], list[Row]]:
                 row = _scheduled(world, clinic, day)
                 if row is not None:
                     appointments.append(row)
+    world.stream("appointments:on-demand")
     appointments.extend(_on_demand(world))
+    world.stream("follow-ups")
     follow_ups = [f for a in appointments if (f := _follow_up(world, a)) is not None]
     return appointments, follow_ups
 
@@ -195,9 +198,10 @@ def _visit(world: World, row: Row, clinic: Clinic) -> None:
         arrived = slot + timedelta(minutes=max(-30.0, min(20.0, rng.gauss(-9, 7))))
     median = clinic.wait_median_min * (0.6 if virtual else 1.0)
     wait = world.minutes(median, 0.65, cap=80)
+    extra = timedelta(minutes=rng.uniform(50, 110))  # drawn always: same stream either way
     if "long-waits" in world.incidents and row["site_code"] == LONG_WAITS_CLINIC \
             and not virtual and slot >= world.today_start():
-        wait += timedelta(minutes=rng.uniform(50, 110))
+        wait += extra
     seen = max(arrived, slot) + wait
     roomed = arrived + (seen - arrived) * rng.uniform(0.5, 0.95)
     out = seen + world.minutes(11, 0.3) + timedelta(minutes=0 if virtual else rng.uniform(1, 3))

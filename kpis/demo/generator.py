@@ -44,15 +44,15 @@ def utc_now(now: datetime) -> datetime:
 def generate(now: datetime, *, incidents_on: Sequence[str] = (), seed: int = 7) -> DemoData:
     active = incidents.check(incidents_on)
     aware = utc_now(now)
-    world = World(random.Random(f"{seed}:appointments"), aware.replace(tzinfo=None), active)
+    world = World(random.Random(seed), aware.replace(tzinfo=None), active, seed)
     appts, follow_ups = appointments.generate(world)
-    world.rng = random.Random(f"{seed}:messages")
+    world.stream("messages")
     messages = contacts.messages(world)
-    world.rng = random.Random(f"{seed}:calls")
+    world.stream("calls")
     calls = contacts.calls(world)
-    world.rng = random.Random(f"{seed}:complaints")
+    world.stream("complaints")
     complaints = contacts.complaints(world)
-    world.rng = random.Random(f"{seed}:surveys")
+    world.stream("surveys")
     invites = surveys.invitations(world, appts)
     answers = surveys.answers(world, invites)
     tables = {
@@ -60,10 +60,10 @@ def generate(now: datetime, *, incidents_on: Sequence[str] = (), seed: int = 7) 
         "post_visit_followup": follow_ups, "patient_complaint": complaints,
         "survey_invite": invites, "survey_answer": answers,
     }
-    world.rng = random.Random(f"{seed}:freshness")
+    world.stream("freshness")
     _keep_fresh(world, tables)
     incidents.stop_feed(world, tables)
-    world.rng = random.Random(f"{seed}:dirty")
+    world.stream("dirty")
     dirty.plant(world, tables)
     _whole_seconds(tables)
     ordered = tuple(n for n in incidents.INCIDENTS if n in active)

@@ -67,6 +67,7 @@ call_log = sa.Table(
     sa.Column("resolved", sa.Boolean),
     sa.Index("ix_call_log_queue_entered_at", "queue_entered_at"),
     sa.Index("ix_call_log_site_queue_entered", "site_code", "queue_entered_at"),
+    sa.Index("ix_call_log_caller", "caller_phone", "queue_entered_at"),  # ANI look-ups
 )
 
 post_visit_followup = sa.Table(

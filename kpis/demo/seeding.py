@@ -109,8 +109,9 @@ def existing(url: str) -> SeedSummary | None:
             with engine.connect() as conn:
                 if not sa.inspect(conn).has_table(schema.demo_meta.name):
                     return None
-                meta = dict(conn.execute(sa.select(schema.demo_meta.c.meta_key,
-                                                   schema.demo_meta.c.meta_value)).tuples().all())
+                pairs = conn.execute(sa.select(schema.demo_meta.c.meta_key,
+                                               schema.demo_meta.c.meta_value)).all()
+                meta = {str(key): str(value) for key, value in pairs}
                 if meta.get("format") != FORMAT:
                     return None
                 rows = {t.name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()

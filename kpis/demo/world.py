@@ -23,6 +23,7 @@ class World:
     rng: random.Random
     now: datetime  # naive UTC
     incidents: frozenset[str]
+    seed: int = 7
     clock: BusinessClock = field(init=False)
     first_day: date = field(init=False)
     last_day: date = field(init=False)
@@ -32,6 +33,11 @@ class World:
         self.first_day = local_date(self.now - timedelta(days=HISTORY_DAYS))
         self.last_day = local_date(self.now + timedelta(days=FUTURE_DAYS))
         self.clock = BusinessClock(set(holidays_between(self.first_day, self.last_day)))
+
+    def stream(self, name: str) -> None:
+        """Switch to the random stream of one part, so an incident in one part or clinic
+        leaves the others' rows unchanged."""
+        self.rng = random.Random(f"{self.seed}:{name}")
 
     @property
     def start(self) -> datetime:
