@@ -234,11 +234,11 @@ def _follow_up(world: World, appt: Row) -> Row | None:
 def follow_up_row(world: World, appt_id: int | None, clinic: str, end: datetime) -> Row:
     rng, clock = world.rng, world.clock
     u = rng.random()
-    if u < 0.97:
+    if u < 0.985:
         outcome, at = "REACHED", clock.add(end, rng.uniform(0.1, 1.8) * BUSINESS_DAY)
-    elif u < 0.985:
+    elif u < 0.992:
         outcome, at = "VM", clock.add(end, rng.uniform(0.2, 1.9) * BUSINESS_DAY)
-    elif u < 0.993:
+    elif u < 0.996:
         outcome, at = "NOANS", clock.add(end, rng.uniform(0.2, 1.9) * BUSINESS_DAY)
     else:
         outcome, at = "REACHED", clock.add(end, rng.uniform(2.1, 3.5) * BUSINESS_DAY)
