@@ -8,8 +8,8 @@ one dictionary lookup each.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, cast
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -18,7 +18,9 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString as _untyped_go_float
 
 from collectors.store import Store
 from kpis import __version__, catalog, names, targets
@@ -161,3 +163,65 @@ def kpi_families(kpi: Kpi, results: list[KpiResult]) -> Iterator[Metric]:
 
 def _le(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else repr(bound)
+
+
+class CachedExposition:
+    """A registry front that encodes once per snapshot version and encoder.
+
+    Between two refreshes every scrape is served the same bytes; a refresh (or a change in
+    any versioned collector) bumps the version and the next scrape encodes afresh.
+    """
+
+    def __init__(self, registry: Any, versions: list[Any]) -> None:
+        self.registry = registry
+        self._versions = versions  # objects with a ``version`` attribute
+        self._lock = threading.Lock()
+        self._cache: dict[Any, tuple[tuple[int, ...], bytes]] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        return self.registry.collect()  # type: ignore[no-any-return]
+
+    def restricted_registry(self, names: Iterable[str]) -> Any:
+        return self.registry.restricted_registry(names)
+
+    def render(self, encoder: Any) -> bytes:
+        version = tuple(v.version for v in self._versions)
+        with self._lock:
+            cached = self._cache.get(encoder)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            fast = encoder is generate_latest
+            body: bytes = text_format(self.registry) if fast else encoder(self.registry)
+            self._cache[encoder] = (version, body)
+            return body
+
+
+_go_float = cast(Callable[[float], str], _untyped_go_float)
+_TYPES = {"counter": ("_total", "counter"), "info": ("_info", "gauge"),
+          "stateset": ("", "gauge"), "gaugehistogram": ("", "histogram"),
+          "unknown": ("", "untyped")}
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def text_format(registry: Any) -> bytes:
+    """The Prometheus text format (0.0.4), byte for byte what prometheus_client's
+    ``generate_latest`` writes for these families, without its per-label validation, which
+    costs more than everything else together on a few thousand series."""
+    out: list[str] = []
+    for family in registry.collect():
+        suffix, kind = _TYPES.get(family.type, ("", family.type))
+        name = family.name + suffix
+        doc = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
+        out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+        for s in family.samples:
+            if s.name in (f"{family.name}_created", f"{family.name}_gsum",
+                          f"{family.name}_gcount"):
+                raise ValueError("text_format does not render OpenMetrics-only samples")
+            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
+            stamp = f" {int(float(s.timestamp) * 1000)}" if s.timestamp is not None else ""
+            out.append(f"{s.name}{{{labels}}} {_go_float(s.value)}{stamp}\n" if labels
+                       else f"{s.name} {_go_float(s.value)}{stamp}\n")
+    return "".join(out).encode("utf-8")

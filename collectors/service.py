@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
 from collectors import engines as engine_factory
-from collectors.exposition import CareKpiCollector
+from collectors.exposition import CachedExposition, CareKpiCollector
 from collectors.scheduler import Scheduler
 from collectors.store import Store
 from collectors.web import WebConfig, WebServer, start_server
@@ -42,7 +42,11 @@ class Exporter:
         self.server: WebServer | None = None
 
     def start(self, bind: str, port: int, web_config: WebConfig | None = None) -> WebServer:
-        self.server = start_server(self.registry, bind, port, web_config)
+        versioned = [self.store, *(c for c in self.extra_collectors if hasattr(c, "version"))]
+        front: Any = self.registry
+        if len(versioned) == 1 + len(self.extra_collectors):
+            front = CachedExposition(self.registry, versioned)
+        self.server = start_server(front, bind, port, web_config)
         self.scheduler.start()
         log.info("serving %d refresh units from %d sources on %s/metrics",
                  len(self.scheduler.units), len(self.engines), self.server.url)

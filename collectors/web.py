@@ -531,7 +531,8 @@ class _Handler(BaseHTTPRequestHandler):
         if "name[]" in query:
             registry = registry.restricted_registry(query["name[]"])
         try:
-            body = encoder(registry)
+            render = getattr(registry, "render", None)  # a cached exposition (service.py)
+            body = render(encoder) if render is not None else encoder(registry)
         except Exception:  # a collector bug must not take the endpoint down
             log.exception("collecting metrics failed")
             self._send(500, "text/plain; charset=utf-8", b"Collecting metrics failed\n")

@@ -207,3 +207,30 @@ def test_demo_serves_metrics_that_promtool_accepts(tmp_path: Path) -> None:
     assert demo.returncode == 0
     assert "metrics on http://127.0.0.1" in err and "stopped" in err
     assert "Traceback" not in err
+
+
+def test_fast_text_format_is_byte_identical_to_prometheus_client(sqlite_known: str) -> None:
+    from datetime import UTC, datetime
+
+    from prometheus_client import generate_latest
+
+    from collectors import evaluate
+    from collectors.exposition import CachedExposition, CareKpiCollector, text_format
+    from collectors.service import create_engines
+    from collectors.store import Store
+    from kpis import catalog
+    from kpis.snapshot import Cell, KpiResult
+
+    config = config_module.parse(known_data.config(sqlite_known), "known.yaml")
+    store = Store(config)
+    store.put(evaluate.evaluate(config, create_engines(config), known_data.AS_OF), 60)
+    odd = Cell((("clinic", 'a"b\\c\nd'), ("window", "1d")), {"numerator": 1, "denominator": 3})
+    store.put([KpiResult(catalog.get("no_show"), "main", datetime.now(UTC), (odd,))], 60)
+    registry = CollectorRegistry()
+    registry.register(CareKpiCollector(store))
+    assert text_format(registry) == generate_latest(registry)
+    front = CachedExposition(registry, [store])
+    first = front.render(generate_latest)
+    assert front.render(generate_latest) is first  # same snapshot: served from the cache
+    store.put([], 60)
+    assert front.render(generate_latest) is not first
