@@ -27,7 +27,11 @@ fi
 # changes need none.
 stamp="$venv/.carekpi-dev-install"
 wanted=$(cat pyproject.toml tests/run.sh | sha256sum | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+# A plain `pip install .` (the demo's set-up) replaces the editable install with a copy that
+# would go stale as the code changes: reinstall when kpis is not imported from this checkout.
+here=$("$venv/bin/python" -I -c 'import kpis, os; print(os.path.dirname(os.path.dirname(kpis.__file__)))' \
+       2>/dev/null || true)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ] || [ "$here" != "$root" ]; then
     echo "tests/run.sh: installing carekpi[dev] into $venv"
     export PIP_DISABLE_PIP_VERSION_CHECK=1
     "$venv/bin/python" -m pip install --quiet -e '.[dev]'
