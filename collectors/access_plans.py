@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement
 
-from collectors.plan import Context, Measure, Plan, anchored, label_dims
+from collectors.plan import Context, Measure, Plan, anchored, excluded, label_dims
 from collectors.source import MappedEntity
 from collectors.sqlfuncs import days_between, later_of, number, seconds_between, text_literal
 from kpis.catalog import Kpi
@@ -16,11 +16,36 @@ ATTENDED_OR_NOSHOW = ("fulfilled", "arrived", "checked-in", "noshow")
 BOOKED = ("booked", "arrived", "fulfilled", "cancelled", "noshow", "checked-in")
 KEPT_BOOKINGS = ("booked", "arrived", "fulfilled", "noshow", "checked-in")
 HOUR = 3600.0
+DAY = 86400.0
+# Longest plausible value per duration KPI; longer ones are data errors, counted and left out.
+PLAUSIBLE = {"lead_time": 730 * DAY, "wait_to_be_seen": 12 * HOUR,
+             "visit_cycle_time": 24 * HOUR, "first_response_time": 90 * DAY,
+             "call_answer_wait": 24 * HOUR}
 LEAD_TIME_BUCKETS = ((0, "0d"), (2, "1-2d"), (7, "3-7d"), (30, "8-30d"))
+
+
+def unmapped_status(e: MappedEntity) -> Measure:
+    """Statuses no canonical code maps to (NULL included): left out of status-based KPIs."""
+    mapped = e.is_code("status", *e.fields["status"].codes)
+    return excluded("unmapped_status", sa.or_(e.col("status").is_(None), sa.not_(mapped)))
+
+
+def _with_status_check(kpi: Kpi, e: MappedEntity, measures: list[Measure]) -> list[Measure]:
+    return [*measures, unmapped_status(e)] if "status" in kpi.fields else measures
+
+
+def duration_measures(kpi: Kpi, when: ColumnElement[bool], seconds: ColumnElement[Any],
+                      heavy: bool = False) -> list[Measure]:
+    """The histogram of plausible values, and counts of the negative and implausible ones."""
+    limit = number(PLAUSIBLE[kpi.key])
+    return [Measure("histogram", sa.and_(when, seconds <= limit), seconds, kpi.buckets, heavy),
+            excluded("negative_duration", sa.and_(when, seconds < number(0))),
+            excluded("implausible_duration", sa.and_(when, seconds > limit))]
 
 
 def _plan(ctx: Context, kpi: Kpi, e: MappedEntity, measures: list[Measure],
           dims: list[tuple[str, ColumnElement[Any]]] | None = None) -> Plan:
+    measures = _with_status_check(kpi, e, measures)
     where, windows = anchored(ctx, e, kpi.anchor)
     dims = label_dims(kpi, e) + (dims or [])
     key = (e.name, kpi.anchor, tuple(name for name, _ in dims))
@@ -35,7 +60,7 @@ def proportion(ctx: Context, kpi: Kpi, e: MappedEntity, numerator: ColumnElement
 
 def duration(ctx: Context, kpi: Kpi, e: MappedEntity, when: ColumnElement[bool],
              seconds: ColumnElement[Any]) -> Plan:
-    return _plan(ctx, kpi, e, [Measure("histogram", when, seconds, kpi.buckets)])
+    return _plan(ctx, kpi, e, duration_measures(kpi, when, seconds))
 
 
 def no_show(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:

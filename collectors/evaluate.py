@@ -170,7 +170,7 @@ def reachable(engine: sa.Engine) -> bool:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         return True
-    except Exception:  # noqa: BLE001 - any failure means unreachable
+    except Exception:
         return False
 
 

@@ -25,7 +25,7 @@ from prometheus_client.utils import floatToGoString as _untyped_go_float
 from collectors.store import Store
 from kpis import __version__, catalog, names, targets
 from kpis.catalog import Kpi
-from kpis.snapshot import KpiResult
+from kpis.snapshot import EXCLUDED, KpiResult
 
 
 class CareKpiCollector(Collector):
@@ -51,10 +51,17 @@ class CareKpiCollector(Collector):
         by_kpi: dict[str, list[KpiResult]] = {}
         for result in results:
             by_kpi.setdefault(result.kpi.key, []).append(result)
+        excluded = GaugeMetricFamily(
+            names.EXCLUDED_RECORDS, "Records left out of the KPI for a data defect, by reason "
+            "(unmapped_status, negative_duration, implausible_duration, response_before_receipt,"
+            " score_out_of_range), per clinic and window.",
+            labels=[names.KPI, names.SOURCE, "reason", names.CLINIC, names.WINDOW])
         for kpi in catalog.load():
             fresh = [r for r in by_kpi.get(kpi.key, []) if self.store.servable(r)]
             if fresh:
                 yield from kpi_families(kpi, fresh)
+                _add_exclusions(excluded, kpi, fresh)
+        yield excluded
         yield from self._targets(results)
         yield from self._health(results)
 
@@ -152,13 +159,25 @@ def kpi_families(kpi: Kpi, results: list[KpiResult]) -> Iterator[Metric]:
             family_f.add_metric([source, *(v for _, v in cell.labels)], cell.counts["timestamp"])
         yield family_f
         return
-    parts = list(cells[0][1].counts)
+    parts = [p for p in cells[0][1].counts if not p.startswith(EXCLUDED)]
     for part in parts:
         name = names.backlog(kpi) if kpi.kind == "backlog" else names.count_metric(kpi, part)
         family_g = GaugeMetricFamily(name, f"{help_text} ({part})", labels=label_names)
         for source, cell in cells:
             family_g.add_metric([source, *(v for _, v in cell.labels)], cell.counts[part])
         yield family_g
+
+
+def _add_exclusions(family: GaugeMetricFamily, kpi: Kpi, results: list[KpiResult]) -> None:
+    for result in results:
+        for cell in result.cells:
+            window = cell.label(names.WINDOW)
+            if window is None:
+                continue
+            for part, count in cell.counts.items():
+                if part.startswith(EXCLUDED):
+                    family.add_metric([kpi.key, result.source, part.removeprefix(EXCLUDED),
+                                       cell.label(names.CLINIC) or "", window], count)
 
 
 def _le(bound: float) -> str:

@@ -16,6 +16,7 @@ from collectors.source import MappedEntity
 from kpis.catalog import Kpi
 from kpis.config import Config, KpiSettings
 from kpis.durations import Duration, format_seconds
+from kpis.snapshot import EXCLUDED
 
 
 @dataclass
@@ -27,6 +28,11 @@ class Measure:
     value: ColumnElement[Any] | None = None
     buckets: tuple[float, ...] = ()
     heavy: bool = False  # costly per row: computed once in a fenced sub-query
+
+
+def excluded(reason: str, when: ColumnElement[bool]) -> Measure:
+    """Rows left out of the KPI for a data defect, counted per reason (never silently)."""
+    return Measure(f"{EXCLUDED}{reason}", sa.func.coalesce(when, sa.false()))
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement
 
-from collectors.access_plans import duration, proportion
+from collectors.access_plans import duration, duration_measures, proportion
 from collectors.plan import (
     Context,
     Measure,
@@ -16,6 +16,7 @@ from collectors.plan import (
     anchored,
     at,
     deadline_anchored,
+    excluded,
     label_dims,
     pinned,
 )
@@ -80,9 +81,14 @@ def _deadline_plan(ctx: Context, kpi: Kpi, e: MappedEntity, receipt: str, done: 
     met = elapsed <= _sla_of(classes)
     if success is not None:
         met = sa.and_(met, success)
-    base = eligible if eligible is not None else sa.true()
+    # A response recorded before its receipt is a data error: counted, not scored.
+    early = sa.and_(eligible if eligible is not None else sa.true(),
+                    seconds_between(e.col(receipt), pinned(ctx, e, done)) < number(0))
+    base = sa.and_(eligible if eligible is not None else sa.true(),
+                   sa.not_(sa.func.coalesce(early, sa.false())))
     measures = [Measure("denominator", base),
-                Measure("numerator", sa.and_(base, met), heavy=not clock.wall_clock)]
+                Measure("numerator", sa.and_(base, met), heavy=not clock.wall_clock),
+                excluded("response_before_receipt", early)]
     return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
 
 
@@ -90,8 +96,7 @@ def first_response_time(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     where, windows = anchored(ctx, e, "received")
     clock = ctx.clock(e, max(s for _, s in ctx.windows))
     elapsed = clock.sql_elapsed(e.col("received"), pinned(ctx, e, "first_response"))
-    measures = [Measure("histogram", sa.true(), elapsed, kpi.buckets,
-                        heavy=not clock.wall_clock)]
+    measures = duration_measures(kpi, sa.true(), elapsed, heavy=not clock.wall_clock)
     return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
 
 
@@ -204,11 +209,20 @@ def _recommend(ctx: Context, kpi: Kpi, e: MappedEntity) -> ColumnElement[bool]:
     return sa.and_(e.col("item") == item, _scale(e, "0-10", 0, 10))
 
 
+def _off_scale(e: MappedEntity, *scales: tuple[str, int, int]) -> Measure:
+    """Scores outside their scale (or on a scale no code maps to): counted, left out."""
+    score = e.col("score")
+    on_scale = [sa.and_(e.is_code("scale", s), sa.or_(score < number(lo), score > number(hi)))
+                for s, lo, hi in scales]
+    return excluded("score_out_of_range", sa.and_(score.is_not(None), sa.or_(*on_scale)))
+
+
 def top_box(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     valid = sa.or_(_scale(e, "0-10", 0, 10), _scale(e, "1-4", 1, 4))
     top = sa.or_(_scale(e, "0-10", 9, 10), _scale(e, "1-4", 4, 4))
     return _plain(ctx, kpi, e, [Measure("denominator", valid),
-                                Measure("numerator", sa.and_(valid, top))])
+                                Measure("numerator", sa.and_(valid, top)),
+                                _off_scale(e, ("0-10", 0, 10), ("1-4", 1, 4))])
 
 
 def nps(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
@@ -222,7 +236,8 @@ def nps(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
 def csat(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     valid = _scale(e, "1-5", 1, 5)
     return _plain(ctx, kpi, e, [Measure("denominator", valid),
-                                Measure("numerator", sa.and_(valid, e.col("score") >= 4))])
+                                Measure("numerator", sa.and_(valid, e.col("score") >= 4)),
+                                _off_scale(e, ("1-5", 1, 5))])
 
 
 def survey_response(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:

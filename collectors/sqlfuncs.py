@@ -88,8 +88,8 @@ def later_of(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]
 
 def number(value: float) -> ColumnElement[float]:
     """A numeric constant rendered inline (keeps GROUP BY and CASE free of typed binds)."""
-    text = repr(float(value)) if value != int(value) else str(int(value))
-    return sa.literal_column(text, sa.Float())
+    # Always a float literal: integer arithmetic overflows (days * 86400 on a 1900 date).
+    return sa.literal_column(repr(float(value)), sa.Float())
 
 
 def text_literal(value: str) -> ColumnElement[str]:

@@ -9,13 +9,18 @@ from typing import Any
 
 from kpis import catalog, names, targets
 from kpis.config import Config
-from kpis.snapshot import Cell, KpiResult, value
+from kpis.snapshot import EXCLUDED, Cell, KpiResult, value
 
 
 def _cell(result: KpiResult, cell: Cell, config: Config) -> dict[str, Any]:
     kpi = result.kpi
     row: dict[str, Any] = {"source": result.source, **dict(cell.labels)}
-    row.update({k: _number(v) for k, v in sorted(cell.counts.items())})
+    excluded = {k.removeprefix(EXCLUDED): _number(v) for k, v in sorted(cell.counts.items())
+                if k.startswith(EXCLUDED)}
+    row.update({k: _number(v) for k, v in sorted(cell.counts.items())
+                if not k.startswith(EXCLUDED)})
+    if excluded:
+        row["excluded"] = excluded
     if cell.histogram is not None:
         h = cell.histogram
         row.update(count=h.count, sum=_number(h.sum), p50=_number(h.quantile(0.5)),

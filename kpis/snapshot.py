@@ -14,6 +14,7 @@ from datetime import datetime
 from kpis.catalog import Kpi
 
 Labels = tuple[tuple[str, str], ...]
+EXCLUDED = "excluded:"  # prefix of the counts of records left out for a data defect
 
 
 @dataclass(frozen=True)

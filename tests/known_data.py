@@ -293,3 +293,36 @@ def load(url: str) -> None:
         conn.execute(answers.insert(), ANSWERS)
         conn.execute(invitations.insert(), INVITATIONS)
     engine.dispose()
+
+
+# Bad rows, added on top of the rows above by load_bad(); each is counted as excluded or lands
+# in no window, and the numbers they may change are known (tests/test_bad_data.py).
+BAD_APPOINTMENTS = [
+    _a(101, "north", D(2026, 3, 2, 9, 30), D(2026, 2, 20, 9), "XX"),  # unknown status code
+    _a(102, "north", D(2026, 3, 2, 9, 40), D(2026, 2, 20, 9), None),  # no status
+    # Seen before arriving and before the start: a negative wait. Lead 1 day.
+    _a(103, "north", D(2026, 3, 2, 10, 30), D(2026, 3, 1, 8), "DONE",
+       checkin_at=D(2026, 3, 2, 10, 20), roomed_at=D(2026, 3, 2, 10)),
+    _a(104, "north", D(2026, 3, 2, 10, 45), D(1900, 1, 1), "DONE"),  # booked in 1900
+    # Waited 19 hours: implausible. Lead 1 day.
+    _a(105, "north", D(2026, 3, 1, 13), D(2026, 2, 28, 9), "DONE",
+       checkin_at=D(2026, 3, 1, 12, 50), roomed_at=D(2026, 3, 2, 8)),
+    _a(106, "north", D(2100, 1, 1, 9), D(2026, 2, 20, 9), "DONE"),  # in 2100: in no window
+    _a(107, "north", D(1900, 1, 1, 9), D(1900, 1, 1, 8), "NS"),  # in 1900: in no window
+]
+BAD_MESSAGES = [
+    _m(108, "portal", "R", D(2026, 3, 1, 11), D(2026, 3, 1, 10)),  # replied before receipt
+]
+BAD_ANSWERS = [
+    _s(113, "overall", "0-10", 11),  # off its scale
+    _s(114, "csat", "1-5", 0),
+]
+
+
+def load_bad(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(appt.insert(), BAD_APPOINTMENTS)
+        conn.execute(msg.insert(), BAD_MESSAGES)
+        conn.execute(answers.insert(), BAD_ANSWERS)
+    engine.dispose()

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from collectors.service import Exporter
+from kpis import catalog
 from kpis import config as config_module
 from tests import known_data
 from tests.conftest import in_ci
@@ -78,7 +79,8 @@ def test_scrapes_are_served_from_memory_and_never_query(sqlite_known: str) -> No
     server = exporter.start("127.0.0.1", 0)
     try:
         url = f"{server.url}/metrics"
-        wait_for(lambda: "carekpi_no_show_numerator" in scrape(url), what="first refresh")
+        wait_for(lambda: len(exporter.store.results()) == len(catalog.load()),
+                 what="every KPI's first refresh")
         for engine in exporter.engines.values():
             sa.event.listen(engine, "before_cursor_execute",
                             lambda *args: queries.append("q"))
