@@ -178,7 +178,10 @@ answers = sa.Table(
 )
 
 
-def _s(i: int, item: str, scale: str, score: int | None, at: datetime = D(2026, 3, 2, 8),
+MONDAY_8AM = D(2026, 3, 2, 8)
+
+
+def _s(i: int, item: str, scale: str, score: int | None, at: datetime = MONDAY_8AM,
        called: datetime | None = None) -> dict[str, Any]:
     return dict(ans_id=i, site="north", answered_at=at, question=item, points=score,
                 scale_cd=scale, called_back=called)
