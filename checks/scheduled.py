@@ -31,6 +31,7 @@ class ScheduledChecks(Collector):
         self.interval = settings.schedule.seconds if settings.schedule else 3600.0
         self.since = timedelta(seconds=settings.since.seconds) if settings.since else None
         self.results = CheckResultsCollector()
+        self.version = 0  # bumped when results change (the exporter caches its exposition)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="carekpi-checks", daemon=True)
         if start:
@@ -50,6 +51,7 @@ class ScheduledChecks(Collector):
             return
         finished = time.time()
         self.results.update(results, finished, finished - started)
+        self.version += 1
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -56,3 +56,6 @@ class Exporter:
         if self.server is not None:
             self.server.shutdown()
         self.scheduler.stop()
+        for collector in self.extra_collectors:
+            if hasattr(collector, "stop"):
+                collector.stop()

@@ -302,11 +302,13 @@ def _default_demo_url() -> str:
 @click.option("--refresh-interval", default="15s", show_default=True,
               help="How often the demo refreshes its KPIs.")
 @click.option("--reseed", is_flag=True, help="Seed again even when the database is recent.")
+@click.option("--no-checks", is_flag=True,
+              help="Do not run the data-quality checks (by default hourly, first at start).")
 @log_option
 @reports_errors
 def demo(port: int, bind: str, url: str | None, incidents: tuple[str, ...],
          list_incidents: bool, seed_only: bool, config_out: str | None,
-         refresh_interval: str, reseed: bool, log_level: str) -> None:
+         refresh_interval: str, reseed: bool, no_checks: bool, log_level: str) -> None:
     """Seed a database of realistic synthetic data and serve its KPIs.
 
     \b
@@ -351,6 +353,8 @@ def demo(port: int, bind: str, url: str | None, incidents: tuple[str, ...],
     data = yaml.safe_load(text)
     for source in data["sources"].values():
         source["refresh_interval"] = interval.seconds
+    if not no_checks:
+        data.setdefault("checks", {}).setdefault("schedule", "1h")
     config = config_module.parse(data, "demo carekpi.yaml")
     _run_exporter(config, bind, port, None, banner="carekpi demo: ")
 

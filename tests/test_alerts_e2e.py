@@ -133,7 +133,7 @@ class Stack:
 
     def demo(self, incident: str | None) -> int:
         port = port_in(19100, 19120)
-        args = [str(CAREKPI_BIN), "demo", "--port", str(port),
+        args = [str(CAREKPI_BIN), "demo", "--no-checks", "--port", str(port),
                 "--db", f"sqlite:///{self.tmp}/demo.db"]
         args += ["--incident", incident] if incident else []
         self.processes.append(start(args, self.tmp / "demo.log"))
