@@ -267,12 +267,15 @@ def config_show(config_path: str) -> None:
               help="The checkout whose alerts/generated and dashboards/generated to rewrite.")
 @reports_errors
 def generate(root: str) -> None:
-    """Rewrite the committed rules and dashboards from the catalog (default targets)."""
+    """Rewrite the committed rules, their promtool tests and the dashboards from the catalog
+    (default targets): run it after changing kpis/definitions."""
     from alerts import build as alerts_build
+    from alerts import promtool_tests
     from dashboards import build as dashboards_build
 
     base = Path(root)
     written = [*alerts_build.write(None, base / "alerts" / "generated"),
+               *promtool_tests.write_unit_tests(None, base / "alerts" / "tests"),
                *dashboards_build.write(None, base / "dashboards" / "generated")]
     for path in written:
         click.echo(str(path))
