@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -28,6 +29,20 @@ DIALECTS = [
 ]
 _counter = itertools.count()
 _unreachable: dict[str, str] = {}
+
+
+def free_port(start: int = 19100, end: int = 19400, exclude: tuple[int, ...] = ()) -> int:
+    """A loopback port in [start, end) that nothing listens on now."""
+    for port in range(start, end):
+        if port in exclude:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {start}-{end - 1}")
 
 
 def in_ci() -> bool:

@@ -4,7 +4,6 @@ a real Alertmanager on loopback (ports 19100-19199)."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.test_alerts_promtool import require
 
 pytestmark = pytest.mark.prometheus
@@ -45,21 +45,10 @@ def test_routes(labels, receiver):
     assert result.stdout.strip() == receiver
 
 
-def free_port() -> int:
-    for port in range(19180, 19200):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 19180-19199")
-
-
 @pytest.fixture
 def alertmanager(tmp_path) -> Iterator[str]:
     binary = require("prometheus-alertmanager")
-    port = free_port()
+    port = free_port(19180, 19200)
     process = subprocess.Popen(
         [binary, f"--config.file={CONFIG}", f"--storage.path={tmp_path}",
          f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -26,22 +25,12 @@ import pytest
 import yaml
 
 from alerts import build
+from tests.conftest import free_port
 from tests.test_alerts_alertmanager import wait_ready
 from tests.test_alerts_promtool import require
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
 CAREKPI_BIN = Path(sys.executable).parent / "carekpi"
-
-
-def port_in(start: int, end: int) -> int:
-    for port in range(start, end):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {start}-{end - 1}")
 
 
 class Webhook(ThreadingHTTPServer):
@@ -132,7 +121,7 @@ class Stack:
         self.webhook: Webhook | None = None
 
     def demo(self, incident: str | None) -> int:
-        port = port_in(19100, 19120)
+        port = free_port(19100, 19120)
         args = [str(CAREKPI_BIN), "demo", "--no-checks", "--port", str(port),
                 "--db", f"sqlite:///{self.tmp}/demo.db"]
         args += ["--incident", incident] if incident else []
@@ -141,10 +130,10 @@ class Stack:
         return port
 
     def alertmanager(self) -> int:
-        webhook_port = port_in(19140, 19160)
+        webhook_port = free_port(19140, 19160)
         self.webhook = Webhook(webhook_port)
         threading.Thread(target=self.webhook.serve_forever, daemon=True).start()
-        port = port_in(19160, 19180)
+        port = free_port(19160, 19180)
         (self.tmp / "am").mkdir()
         self.processes.append(start([
             require("prometheus-alertmanager"),
@@ -155,7 +144,7 @@ class Stack:
         return port
 
     def prometheus(self, demo_port: int, am_port: int | None) -> str:
-        port = port_in(19120, 19140)
+        port = free_port(19120, 19140)
         (self.tmp / "tsdb").mkdir()
         self.processes.append(start([
             require("prometheus"),

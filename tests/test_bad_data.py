@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import pytest
 
-from collectors import evaluate
-from collectors.service import create_engines
-from kpis import config as config_module
 from kpis.snapshot import KpiResult
 from tests import known_data
-from tests.test_kpi_numbers import cell, counts
+from tests.test_kpi_numbers import cell, counts, evaluate_at
 
 
 @pytest.fixture(scope="module")
 def with_bad_rows(module_db_url: str) -> dict[str, KpiResult]:
     known_data.load(module_db_url)
     known_data.load_bad(module_db_url)
-    config = config_module.parse(known_data.config(module_db_url), "known.yaml")
-    engines = create_engines(config)
-    try:
-        results = evaluate.evaluate(config, engines, known_data.AS_OF)
-    finally:
-        for engine in engines.values():
-            engine.dispose()
-    assert all(r.error is None for r in results), [r.error for r in results if r.error]
-    return {r.kpi.key: r for r in results}
+    results = evaluate_at(module_db_url)
+    errors = [r.error for r in results.values() if r.error]
+    assert errors == []
+    return results
 
 
 def excluded(result: KpiResult, reason: str, **labels: str) -> float:

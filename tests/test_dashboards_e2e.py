@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 from dashboards import build, inventory
 from kpis import catalog
 from kpis.durations import format_seconds
+from tests.conftest import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
 
@@ -48,19 +48,6 @@ def _binary(name: str) -> str:
             pytest.fail(f"CI=true and {reason}")
         pytest.skip(reason)
     return path
-
-
-def _free_port(exclude: tuple[int, ...] = ()) -> int:
-    for port in range(19200, 19300):
-        if port in exclude:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 19200-19299")
 
 
 def _get(url: str, timeout: float = 10.0) -> bytes:
@@ -89,8 +76,8 @@ def stack(tmp_path_factory) -> Iterator[str]:
     """The demo exporter and Prometheus; yields Prometheus' base URL once both answer."""
     prometheus_bin = _binary("prometheus")
     work = tmp_path_factory.mktemp("e2e")
-    demo_port = _free_port()
-    prom_port = _free_port((demo_port,))
+    demo_port = free_port(19200, 19300)
+    prom_port = free_port(19200, 19300, (demo_port,))
     carekpi = str(Path(sys.executable).with_name("carekpi"))
     demo = subprocess.Popen(
         [carekpi, "demo", "--port", str(demo_port), "--db", f"sqlite:///{work / 'demo.db'}",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +23,7 @@ from dashboards import build, publish
 from dashboards.commands import dashboards_group
 from kpis import config as config_module
 from kpis.errors import CareKPIError
+from tests.conftest import free_port
 
 TOKEN = "glsa_test-token"
 BASIC = ("admin", "s3cret")
@@ -78,17 +78,6 @@ class FakeGrafana:
         return 200, {"id": model["id"], "uid": uid, "status": "success", "version": version}
 
 
-def _free_port() -> int:
-    for port in range(19200, 19300):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 19200-19299")
-
-
 @pytest.fixture
 def grafana() -> Iterator[tuple[FakeGrafana, str]]:
     fake = FakeGrafana()
@@ -111,7 +100,7 @@ def grafana() -> Iterator[tuple[FakeGrafana, str]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", _free_port()), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", free_port(19200, 19300)), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -203,7 +192,7 @@ def test_http_errors_become_one_line_messages(grafana, setup, message):
 
 
 def test_connection_refused_is_a_one_line_error():
-    port = _free_port()  # nothing listens there
+    port = free_port(19200, 19300)  # nothing listens there
     with pytest.raises(CareKPIError, match=r"^Grafana at http://127\.0\.0\.1:\d+: cannot connect"):
         _publish(f"http://127.0.0.1:{port}")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,9 @@ from collectors.service import Exporter
 from kpis import catalog
 from kpis import config as config_module
 from tests import known_data
-from tests.conftest import in_ci
+from tests.conftest import free_port, in_ci
 
 CARE = [sys.executable, "-m", "kpis"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(url: str) -> str:
