@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
-from kpis.demo import appointments, contacts, dirty, incidents, surveys
+import sqlalchemy as sa
+
+from kpis.demo import appointments, contacts, dirty, incidents, schema, surveys
 from kpis.demo import fake_identities as fake
 from kpis.demo.clinics import CLINICS, local_date, to_utc
 from kpis.demo.world import Row, World
@@ -73,11 +75,13 @@ def generate(now: datetime, *, incidents_on: Sequence[str] = (), seed: int = 7) 
 def _whole_seconds(tables: dict[str, list[Row]]) -> None:
     """Stored times have whole seconds, as in most systems (and MariaDB's DATETIME would round
     fractions, SQLite would keep them: truncating here gives every dialect the same values)."""
-    for rows in tables.values():
-        for row in rows:
-            for key, value in row.items():
-                if isinstance(value, datetime) and value.microsecond:
-                    row[key] = value.replace(microsecond=0)
+    for table in schema.ENTITY_TABLES.values():
+        columns = [c.name for c in table.columns if isinstance(c.type, sa.DateTime)]
+        for row in tables[table.name]:
+            for column in columns:
+                value = row[column]
+                if value is not None and value.microsecond:
+                    row[column] = value.replace(microsecond=0)
 
 
 def _newest(rows: list[Row], column: str) -> datetime | None:
