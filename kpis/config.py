@@ -6,17 +6,20 @@ names the file, the dotted key and (for config values only) the bad value.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -29,12 +32,18 @@ from kpis.errors import ConfigError
 from kpis.secrets import SecretError, mask_url, resolve
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+MAX_DURATION_SECONDS = 10 * 366 * 86400  # longer is a typo, and overflows datetime arithmetic
 
 
 def _duration(value: Any, business: bool = False) -> Duration:
     if isinstance(value, Duration):
         return value
-    return parse_duration(value, business=business)
+    duration = parse_duration(value, business=business)
+    if not math.isfinite(duration.seconds) or duration.seconds > MAX_DURATION_SECONDS:
+        raise ValueError("a duration must be finite and at most 10 years")
+    if not math.isfinite(duration.business_days) or duration.business_days > 366:
+        raise ValueError("an SLA must be at most 366 business days")
+    return duration
 
 
 class Strict(BaseModel):
@@ -86,7 +95,15 @@ class SqlExpression(Strict):
         return value
 
 
-FieldMapping = str | SqlExpression
+def _mapping_kind(value: Any) -> str:
+    return "SqlExpression" if isinstance(value, dict | SqlExpression) else "str"
+
+
+# Discriminated, so that a refused ``{sql: ...}`` reports why, not "should be a valid string".
+FieldMapping = Annotated[
+    Annotated[str, Tag("str")] | Annotated[SqlExpression, Tag("SqlExpression")],
+    Discriminator(_mapping_kind),
+]
 
 
 class Entity(Strict):
@@ -146,7 +163,8 @@ class Calendar(Strict):
         for day, span in value.items():
             match = _HOURS.match(span)
             if not match or span[:5] >= span[6:]:
-                raise ValueError(f"{day}: expected opening hours like 08:00-18:00, got {span!r}")
+                raise _Located(("kpis", "calendar", "hours", day),
+                               f"expected opening hours like 08:00-18:00, got {span!r}")
         if not value:
             raise ValueError("at least one day needs opening hours")
         return value
@@ -237,7 +255,11 @@ class Kpis(Strict):
                 continue
             if key not in known:
                 raise _Located(("kpis", key), "unknown KPI (see `carekpi kpis list`)")
-            settings = KpiSettings.model_validate(section or {})
+            try:
+                settings = KpiSettings.model_validate(section or {})
+            except ValidationError as exc:
+                where, message = _describe(exc.errors()[0], section)
+                raise _Located(("kpis", key, *filter(None, where.split("."))), message) from None
             kpi = known[key]
             for param in _KPI_PARAMS:
                 if param in (section or {}) and param not in kpi.params:
@@ -254,7 +276,8 @@ class Kpis(Strict):
 
 class Labels(Strict):
     max_values: int = Field(100, ge=1, le=10000)
-    limits: dict[Literal["clinic", "department", "channel", "queue"], int] = {}
+    limits: dict[Literal["clinic", "department", "channel", "queue"],
+                 Annotated[int, Field(ge=1, le=10000)]] = {}
 
     def cap(self, label: str) -> int:
         limits: dict[str, int] = {str(k): v for k, v in self.limits.items()}
@@ -329,13 +352,18 @@ def _resolve_secrets(node: Any, base: Path, loc: tuple[str, ...], file: str) -> 
         try:
             return resolve(node, base)
         except SecretError as exc:
-            raise ConfigError(file, ".".join(loc), str(exc)) from None
+            raise _error(file, ".".join(loc), str(exc)) from None
     return node
+
+
+def _one_line(text: str) -> str:
+    """Control characters (a newline in a YAML key, say) escaped: every error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _describe(error: Any, data: Any) -> tuple[str, str]:
     loc = tuple(str(p) for p in error.get("loc", ()) if not str(p).startswith("function-"))
-    loc = tuple(p for p in loc if p not in ("str", "SqlExpression", "str-constrained"))
+    loc = tuple(p for p in loc if p not in ("str", "SqlExpression", "str-constrained", "[key]"))
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     ctx_error = (error.get("ctx") or {}).get("error")
     if isinstance(ctx_error, _Located):
@@ -354,19 +382,25 @@ def _describe(error: Any, data: Any) -> tuple[str, str]:
     return ".".join(loc), message
 
 
+def _error(file: str, key: str, message: str) -> ConfigError:
+    return ConfigError(_one_line(file), _one_line(key), _one_line(message))
+
+
 def parse(data: Any, file: str, base: Path | None = None) -> Config:
     """Validate an already-parsed YAML document."""
     base = base or Path(".")
     if not isinstance(data, dict):
-        raise ConfigError(file, "", "expected a mapping with version, sources, entities and kpis")
+        raise _error(file, "", "expected a mapping with version, sources, entities and kpis")
     data = _resolve_secrets(data, base, (), file)
     try:
         return Config.model_validate({**data, "path": file})
     except ValidationError as exc:
         key, message = _describe(exc.errors()[0], data)
-        raise ConfigError(file, key, message) from None
+        raise _error(file, key, message) from None
     except _Located as exc:
-        raise ConfigError(file, ".".join(exc.loc), str(exc)) from None
+        raise _error(file, ".".join(exc.loc), str(exc)) from None
+    except RecursionError:
+        raise _error(file, "", "nested too deeply") from None
 
 
 def load(path: str | Path) -> Config:
@@ -375,17 +409,41 @@ def load(path: str | Path) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(str(path), "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "", f"cannot read: {getattr(exc, 'strerror', exc)}") from None
+        raise _error(str(path), "", "file not found") from None
+    except (OSError, ValueError) as exc:  # ValueError: undecodable bytes, a NUL in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise _error(str(path), "", f"cannot read: {reason}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(str(path), "", f"{where}YAML syntax error: {problem}") from None
+        raise _error(str(path), "", f"{where}YAML syntax error: {problem}") from None
+    except RecursionError:
+        raise _error(str(path), "", "YAML syntax error: nested too deeply") from None
     return parse(data, str(path), path.parent)
+
+
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~20x faster
+
+
+class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc]
+    """A safe loader that refuses a key given twice in one mapping (the second would win)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def masked(config: Config) -> dict[str, Any]:

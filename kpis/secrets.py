@@ -27,6 +27,8 @@ def resolve(text: str, base: Path) -> str:
             return path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise SecretError(f"cannot read secret file {path}: {exc.strerror}") from None
+        except ValueError as exc:  # a NUL in the path, bytes that are not UTF-8
+            raise SecretError(f"cannot read secret file {path}: {exc}") from None
 
     return _REF.sub(replace, text)
 
