@@ -107,6 +107,7 @@ def _wait_until_ready(base: str, demo: subprocess.Popen, prometheus: subprocess.
                       work: Path) -> None:
     """Until every KPI refreshed once and Prometheus has scraped it (and rates have 2 points)."""
     deadline = time.monotonic() + READY_TIMEOUT
+    attempted = scraped = checked = []
     while time.monotonic() < deadline:
         for name, process in (("demo", demo), ("prometheus", prometheus)):
             if process.poll() is not None:
@@ -128,7 +129,8 @@ def _wait_until_ready(base: str, demo: subprocess.Popen, prometheus: subprocess.
             return
         time.sleep(1)
     log = (work / "demo.log").read_text(errors="replace")[-2000:]
-    pytest.fail(f"the demo's KPIs were not all refreshed within {READY_TIMEOUT:.0f}s:\n{log}")
+    pytest.fail(f"the demo was not ready within {READY_TIMEOUT:.0f}s (KPIs refreshed: "
+                f"{attempted}, scraped: {scraped}, checks run: {bool(checked)}):\n{log}")
 
 
 QUERIES = [(d["uid"], p, t) for d in build.dashboards() for p, t in inventory.queries(d)]
