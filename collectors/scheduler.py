@@ -2,8 +2,9 @@
 
 A scrape never waits for this. At most one refresh of a unit is in flight; a unit still
 running when it is due again is skipped until its next slot. Each source is health-checked on
-its refresh interval; while it is down the check backs off from 1 s up to the interval, and
-when it comes back every unit of the source is refreshed at once.
+its refresh interval, and at once when a refresh of it fails. While it is down its units do
+not connect (they are recorded as failed); the check alone probes it, backing off from 1 s up
+to the interval, and when it comes back every unit of the source is refreshed at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from collectors import evaluate
 from collectors.evaluate import Unit
 from collectors.store import Store
+from kpis.snapshot import KpiResult
 
 log = logging.getLogger("carekpi.scheduler")
 
@@ -42,6 +44,7 @@ class Scheduler:
         self._seq = 0
         self._in_flight: set[int] = set()
         self._backoff: dict[str, float] = {}
+        self._health_entry: dict[int, int] = {}  # source index -> seq of its live check
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stopping = False
@@ -55,7 +58,7 @@ class Scheduler:
             for i in range(len(self.units)):
                 self._push(now, "unit", i)
             for i, source in enumerate(sorted(self._pools)):
-                self._push(now, "health", i)
+                self._health_entry[i] = self._push(now, "health", i)
                 self._backoff[source] = 1.0
         self._thread.start()
 
@@ -69,10 +72,11 @@ class Scheduler:
         for engine in self.engines.values():
             engine.dispose()
 
-    def _push(self, due: float, kind: str, index: int) -> None:
+    def _push(self, due: float, kind: str, index: int) -> int:
         self._seq += 1
         heapq.heappush(self._queue, (due, self._seq, kind, index))
         self._wake.notify_all()
+        return self._seq
 
     def _loop(self) -> None:
         with self._wake:
@@ -80,7 +84,7 @@ class Scheduler:
                 if not self._queue:
                     self._wake.wait()
                     continue
-                due, _, kind, index = self._queue[0]
+                due, seq, kind, index = self._queue[0]
                 delay = due - time.monotonic()
                 if delay > 0:
                     self._wake.wait(delay)
@@ -88,7 +92,7 @@ class Scheduler:
                 heapq.heappop(self._queue)
                 if kind == "unit":
                     self._dispatch(index, due)
-                else:
+                elif self._health_entry.get(index) == seq:  # else superseded by an earlier one
                     self._health.submit(self._check, sorted(self._pools)[index], index)
 
     def _dispatch(self, index: int, due: float) -> None:
@@ -98,6 +102,12 @@ class Scheduler:
             self.skipped += 1
             log.info("refresh of %s still running; skipping this slot", unit.name)
             return
+        if self.store.source_up().get(unit.source) is False:
+            # No connection attempt per unit while down: the health check probes with backoff.
+            as_of = self.clock()
+            self.store.put([KpiResult(kpi, unit.source, as_of, error="source down")
+                            for kpi in unit.kpis], unit.interval)
+            return
         self._in_flight.add(index)
         self._pools[unit.source].submit(self._refresh, index, unit)
 
@@ -106,6 +116,8 @@ class Scheduler:
             results = evaluate.run_unit(self.engines[unit.source], self.store.config, unit,
                                         self.clock(), self.store.caps)
             self.store.put(results, unit.interval)
+            if any(r.error is not None for r in results):
+                self._check_soon(unit.source)
         except Exception:  # pragma: no cover - run_unit turns failures into results
             log.exception("refresh of %s crashed", unit.name)
         finally:
@@ -132,7 +144,14 @@ class Scheduler:
             else:
                 delay = self._backoff[source]
                 self._backoff[source] = min(delay * 2, interval)
-            self._push(time.monotonic() + delay, "health", index)
+            self._health_entry[index] = self._push(time.monotonic() + delay, "health", index)
+
+    def _check_soon(self, source: str) -> None:
+        """A failed refresh may mean a lost source: check it now rather than at its slot."""
+        with self._wake:
+            if self.store.source_up().get(source) is not False:
+                index = sorted(self._pools).index(source)
+                self._health_entry[index] = self._push(time.monotonic(), "health", index)
 
     def _refresh_source_now(self, source: str) -> None:
         now = time.monotonic()
