@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -14,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -323,3 +326,83 @@ def _kpi(key: str) -> Any:
     from kpis import catalog
 
     return catalog.get(key)
+
+
+# ---------------------------------------------------------------- the demo's disk and port
+
+
+def read_only_folder(folder: Path) -> Iterator[Path]:
+    """A folder nobody may write to. Root ignores permission bits, so as root the folder is
+    made immutable (chattr +i) instead."""
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = f"cannot make a read-only folder as root: chattr: {done.stderr.strip()}"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Path]:
+    yield from read_only_folder(tmp_path / "read-only")
+
+
+def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    return subprocess.run([*CARE, "demo", *args], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=tmp_path)
+
+
+def assert_one_line_error(run: subprocess.CompletedProcess[str], *needles: str) -> None:
+    errors = [line for line in run.stderr.splitlines() if line.startswith("carekpi: ")]
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    assert len(errors) == 1 and run.stderr.rstrip().endswith(errors[0]), run.stderr
+    assert all(n in errors[0] for n in needles), errors[0]
+
+
+def test_demo_db_in_a_read_only_folder(tmp_path: Path, read_only: Path) -> None:
+    run = run_demo(tmp_path, "--db", f"sqlite:///{read_only}/demo.db", "--seed-only")
+    assert_one_line_error(run, f"{read_only}/demo.db", "unable to open database file")
+    run = run_demo(tmp_path, "--db", f"sqlite:///{read_only}/sub/demo.db", "--seed-only")
+    assert_one_line_error(run, f"{read_only}/sub", "cannot create the demo folder")
+
+
+def test_demo_config_out_in_a_read_only_folder(tmp_path: Path, read_only: Path) -> None:
+    run = run_demo(tmp_path, "--db", f"sqlite:///{tmp_path}/demo.db", "--seed-only",
+                   "--config-out", f"{read_only}/carekpi.yaml")
+    assert_one_line_error(run, f"{read_only}/carekpi.yaml: cannot write")
+
+
+def test_demo_db_under_a_file(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    run = run_demo(tmp_path, "--db", f"sqlite:///{tmp_path}/a-file/sub/demo.db", "--seed-only")
+    assert_one_line_error(run, f"{tmp_path}/a-file/sub", "cannot create the demo folder",
+                          "Not a directory")
+
+
+def test_demo_db_that_is_not_sqlite(tmp_path: Path) -> None:
+    garbage = tmp_path / "demo.db"
+    garbage.write_bytes(bytes(range(256)) * 20)
+    run = run_demo(tmp_path, "--db", f"sqlite:///{garbage}", "--seed-only")
+    assert_one_line_error(run, f"sqlite:///{garbage}", "cannot read demo database")
+    assert garbage.read_bytes() == bytes(range(256)) * 20  # never overwritten
+
+
+def test_demo_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = run_demo(tmp_path, "--db", f"sqlite:///{tmp_path}/demo.db", "--port", str(port))
+    assert_one_line_error(run, f"port {port} on 127.0.0.1 is already in use")
