@@ -118,7 +118,7 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
 
 def _execute(engine: sa.Engine, entity: MappedEntity, plans: list[Plan]
              ) -> tuple[list[list[Cell]], int]:
-    query, layout = compose(plans)
+    query, layout = compose(plans, engine.dialect.name)
     with engine.connect() as conn:
         _set_zone(conn, entity)
         rows = conn.execute(query).all()

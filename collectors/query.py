@@ -3,8 +3,12 @@
 Windows are nested (1h inside 1d inside 7d ...), so each row is tagged with the innermost
 window that holds it (its *slot*) and grouped by labels and slot; a window's numbers are the
 running sum over slots, added up in Python. Each measure is thus aggregated once, not once per
-window. Values that are costly per row (business-time arithmetic) are computed once in a
-sub-query that the planners cannot inline (it carries a LIMIT).
+window.
+
+Per-row values (a wait, a business-time delay) are tested against every histogram bucket. On
+PostgreSQL and SQLite they are computed once, in a sub-query that the planners cannot inline
+(it carries a LIMIT). MariaDB/MySQL would materialise such a sub-query into a temporary table,
+so there they are inlined, except when costly per row (business-time arithmetic).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collectors.sqlfuncs import count_if, number, sum_if
 from kpis.snapshot import Cell, Histogram
 
 _NO_LIMIT = 2**62
+_PIPELINED_SUBQUERIES = ("postgresql", "sqlite")
 
 
 @dataclass(frozen=True)
@@ -36,22 +41,29 @@ def _row_values(plans: list[Plan]) -> dict[str, ColumnElement[Any]]:
     first = plans[0]
     values: dict[str, ColumnElement[Any]] = {
         f"d{i}": expr for i, (_, expr) in enumerate(first.dims)}
-    values["slot"] = sa.case(*((in_window, number(i)) for i, (_, in_window) in
-                               enumerate(first.windows)), else_=sa.null())
+    values["slot"] = sa.case(*((in_window, sa.literal_column(str(i), sa.Integer())) for
+                               i, (_, in_window) in enumerate(first.windows)), else_=sa.null())
     for p, plan in enumerate(plans):
         for m, measure in enumerate(plan.measures):
-            values[f"f{p}_{m}"] = sa.case((measure.when, 1), else_=0)
+            values[f"f{p}_{m}"] = measure.when
             if measure.value is not None:
                 values[f"v{p}_{m}"] = measure.value
     return values
 
 
-def compose(plans: list[Plan]) -> tuple[Select[Any], list[_Column]]:
+def _fenced(plans: list[Plan], dialect: str) -> bool:
+    measures = [m for plan in plans for m in plan.measures]
+    if any(m.heavy for m in measures):
+        return True
+    return dialect in _PIPELINED_SUBQUERIES and any(m.value is not None for m in measures)
+
+
+def compose(plans: list[Plan], dialect: str = "postgresql") -> tuple[Select[Any], list[_Column]]:
     """One SELECT for plans sharing entity, row predicate, windows and labels."""
     first = plans[0]
     values = _row_values(plans)
-    heavy = any(m.heavy for plan in plans for m in plan.measures)
-    if heavy:
+    fenced = _fenced(plans, dialect)
+    if fenced:
         inner = (sa.select(*(expr.label(name) for name, expr in values.items()))
                  .select_from(first.entity.from_).where(first.where).limit(_NO_LIMIT)
                  .subquery("r"))
@@ -63,7 +75,7 @@ def compose(plans: list[Plan]) -> tuple[Select[Any], list[_Column]]:
     layout: list[_Column] = []
     for p, plan in enumerate(plans):
         for m, measure in enumerate(plan.measures):
-            when = ref[f"f{p}_{m}"] == 1
+            when = ref[f"f{p}_{m}"]
             if measure.value is None:
                 layout.append(_Column(p, m, "n"))
                 selected.append(count_if(when))
@@ -76,12 +88,10 @@ def compose(plans: list[Plan]) -> tuple[Select[Any], list[_Column]]:
                 layout.append(_Column(p, m, f"le{b}"))
                 selected.append(count_if(sa.and_(counted, value <= number(bound))))
     query = sa.select(*selected)
-    query = query.select_from(inner) if heavy else query.select_from(first.entity.from_).where(
+    query = query.select_from(inner) if fenced else query.select_from(first.entity.from_).where(
         first.where)
     query = query.group_by(*(sa.literal_column(str(i + 1)) for i in range(len(keys))))
     return query, layout
-
-
 def decode(plans: list[Plan], layout: list[_Column], rows: Sequence[Any]) -> list[list[Cell]]:
     """Cells per plan, one per (labels, window): running sums over the slots."""
     first = plans[0]

@@ -97,9 +97,53 @@ def text_literal(value: str) -> ColumnElement[str]:
     return sa.literal_column("'" + value.replace("'", "''") + "'", sa.String())
 
 
+class CountIf(FunctionElement[int]):
+    """Rows meeting a condition: ``count(*) FILTER (WHERE c)`` where the dialect has it."""
+
+    type = sa.Integer()
+    inherit_cache = True
+    name = "count_if"
+
+
+class SumIf(FunctionElement[float]):
+    """The sum of a value over rows meeting a condition."""
+
+    type = sa.Float()
+    inherit_cache = True
+    name = "sum_if"
+
+
+@compiles(CountIf, "postgresql")
+@compiles(CountIf, "sqlite")
+def _filtered_count(element: CountIf, compiler: Any, **kw: Any) -> str:
+    (condition,) = list(element.clauses)
+    return f"count(*) FILTER (WHERE {compiler.process(condition, **kw)})"
+
+
+@compiles(CountIf)
+def _case_count(element: CountIf, compiler: Any, **kw: Any) -> str:
+    (condition,) = list(element.clauses)
+    return f"SUM(CASE WHEN {compiler.process(condition, **kw)} THEN 1 ELSE 0 END)"
+
+
+@compiles(SumIf, "postgresql")
+@compiles(SumIf, "sqlite")
+def _filtered_sum(element: SumIf, compiler: Any, **kw: Any) -> str:
+    condition, value = list(element.clauses)
+    where = compiler.process(condition, **kw)
+    return f"sum({compiler.process(value, **kw)}) FILTER (WHERE {where})"
+
+
+@compiles(SumIf)
+def _case_sum(element: SumIf, compiler: Any, **kw: Any) -> str:
+    condition, value = list(element.clauses)
+    return (f"SUM(CASE WHEN {compiler.process(condition, **kw)} THEN "
+            f"{compiler.process(value, **kw)} END)")
+
+
 def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return sa.func.sum(sa.case((condition, 1), else_=0))
+    return CountIf(condition)
 
 
 def sum_if(condition: ColumnElement[bool], value: ColumnElement[Any]) -> ColumnElement[float]:
-    return sa.func.sum(sa.case((condition, value), else_=None))
+    return SumIf(condition, value)
