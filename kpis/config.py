@@ -443,7 +443,8 @@ class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc]
             if duplicate:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def masked(config: Config) -> dict[str, Any]:
