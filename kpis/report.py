@@ -9,7 +9,7 @@ from typing import Any
 
 from kpis import catalog, names, targets
 from kpis.config import Config
-from kpis.snapshot import EXCLUDED, Cell, KpiResult, value
+from kpis.snapshot import EXCLUDED, Cell, KpiResult, value, volume
 
 
 def _cell(result: KpiResult, cell: Cell, config: Config) -> dict[str, Any]:
@@ -31,6 +31,10 @@ def _cell(result: KpiResult, cell: Cell, config: Config) -> dict[str, Any]:
     row["value"] = _number(current)
     goal = targets.target(kpi, config, cell.label(names.CLINIC))
     row["target"] = None if goal is None else goal.value
+    if kpi.kind in ("proportion", "score", "duration"):
+        row["volume"] = _number(volume(kpi, cell))
+        # Alerts ignore cells under the minimum volume; say so rather than hide the number.
+        row["low_volume"] = volume(kpi, cell) < targets.min_volume(kpi, config)
     if current is None:
         row["status"] = "no-data"
     elif goal is None:
@@ -62,7 +66,7 @@ def as_data(results: list[KpiResult], config: Config, as_of: datetime) -> dict[s
             rows.sort(key=lambda r: tuple(str(r.get(k, "")) for k in
                                           ("clinic", "entity", "window", "channel", "queue",
                                            "reminder", "lead_time")))
-            breaches = sum(1 for r in rows if r["status"] == "breach")
+            breaches = sum(1 for r in rows if r["status"] == "breach" and not r.get("low_volume"))
             entry.update(status="ok", breaches=breaches, results=rows)
         kpis.append(entry)
     return {"as_of": as_of.isoformat().replace("+00:00", "Z"), "kpis": kpis}
