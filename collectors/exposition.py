@@ -7,6 +7,7 @@ one dictionary lookup each.
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
@@ -194,7 +195,7 @@ class CachedExposition:
     def __init__(self, registry: Any, versions: list[Any]) -> None:
         self.registry = registry
         self._versions = versions  # objects with a ``version`` attribute
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # render() nests for the gzip form
         self._cache: dict[Any, tuple[tuple[int, ...], bytes]] = {}
 
     def collect(self) -> Iterable[Metric]:
@@ -203,15 +204,19 @@ class CachedExposition:
     def restricted_registry(self, names: Iterable[str]) -> Any:
         return self.registry.restricted_registry(names)
 
-    def render(self, encoder: Any) -> bytes:
+    def render(self, encoder: Any, zipped: bool = False) -> bytes:
+        """The body for this encoder (gzip-compressed when asked), encoded once a version."""
         version = tuple(v.version for v in self._versions)
         with self._lock:
-            cached = self._cache.get(encoder)
+            cached = self._cache.get((encoder, zipped))
             if cached is not None and cached[0] == version:
                 return cached[1]
-            fast = encoder is generate_latest
-            body: bytes = text_format(self.registry) if fast else encoder(self.registry)
-            self._cache[encoder] = (version, body)
+            if zipped:
+                body = gzip.compress(self.render(encoder), compresslevel=6)
+            else:
+                fast = encoder is generate_latest
+                body = text_format(self.registry) if fast else encoder(self.registry)
+            self._cache[(encoder, zipped)] = (version, body)
             return body
 
 

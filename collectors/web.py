@@ -530,16 +530,20 @@ class _Handler(BaseHTTPRequestHandler):
         registry: Any = self.server.registry
         if "name[]" in query:
             registry = registry.restricted_registry(query["name[]"])
+        zipped = gzip_accepted(self.headers.get("Accept-Encoding", ""))
         try:
             render = getattr(registry, "render", None)  # a cached exposition (service.py)
-            body = render(encoder) if render is not None else encoder(registry)
+            if render is not None:
+                body = render(encoder, zipped)
+            else:
+                body = encoder(registry)
+                body = gzip.compress(body) if zipped else body
         except Exception:  # a collector bug must not take the endpoint down
             log.exception("collecting metrics failed")
             self._send(500, "text/plain; charset=utf-8", b"Collecting metrics failed\n")
             return
         extra = {"Vary": "Accept, Accept-Encoding"}
-        if gzip_accepted(self.headers.get("Accept-Encoding", "")):
-            body = gzip.compress(body)
+        if zipped:
             extra["Content-Encoding"] = "gzip"
         self._send(200, content_type, body, extra)
 

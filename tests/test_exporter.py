@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import signal
@@ -227,5 +228,8 @@ def test_fast_text_format_is_byte_identical_to_prometheus_client(sqlite_known: s
     front = CachedExposition(registry, [store])
     first = front.render(generate_latest)
     assert front.render(generate_latest) is first  # same snapshot: served from the cache
+    zipped = front.render(generate_latest, zipped=True)
+    assert gzip.decompress(zipped) == first
+    assert front.render(generate_latest, zipped=True) is zipped
     store.put([], 60)
     assert front.render(generate_latest) is not first
