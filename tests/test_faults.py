@@ -406,3 +406,101 @@ def test_demo_port_in_use(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         run = run_demo(tmp_path, "--db", f"sqlite:///{tmp_path}/demo.db", "--port", str(port))
     assert_one_line_error(run, f"port {port} on 127.0.0.1 is already in use")
+
+
+# ---------------------------------------------------------------- a query that hangs
+
+LOCKED = "survey_invite"  # the table of survey_response (a unit of its own) and of freshness
+HUNG_KPI = "survey_response"
+TIMEOUT = 2.0  # the source's query_timeout: longer than the refresh interval on purpose
+HOLD = 6.0  # seconds the lock is held: three timeouts
+
+
+def carekpi_queries(admin: sa.Connection, database: str) -> list[tuple[str, float]]:
+    """(statement, seconds running) of every statement the exporter runs on the table now."""
+    if admin.dialect.name == "postgresql":
+        rows = admin.execute(sa.text(
+            "SELECT query, extract(epoch FROM clock_timestamp() - query_start) "
+            "FROM pg_stat_activity WHERE application_name = 'carekpi-main' "
+            "AND state = 'active' AND query LIKE :table"), {"table": f"%{LOCKED}%"})
+    else:
+        rows = admin.execute(sa.text(
+            "SELECT info, time_ms / 1000 FROM information_schema.processlist "
+            "WHERE db = :db AND command = 'Query' AND id <> connection_id() "
+            "AND info LIKE :table"), {"db": database, "table": f"%{LOCKED}%"})
+    return [(str(q), float(t)) for q, t in rows]
+
+
+def lock_table(conn: sa.Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(f"LOCK TABLE {LOCKED} IN ACCESS EXCLUSIVE MODE"))
+    else:
+        conn.execute(sa.text(f"LOCK TABLES {LOCKED} WRITE"))
+
+
+def unlock_table(conn: sa.Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.rollback()
+    else:
+        conn.execute(sa.text("UNLOCK TABLES"))
+
+
+@pytest.mark.parametrize("dialect", [pytest.param("postgresql", marks=pytest.mark.postgresql),
+                                     pytest.param("mysql", marks=pytest.mark.mysql)])
+def test_a_hung_query_is_cancelled_on_the_server_and_stalls_nothing_else(
+        fresh_database: Callable[[str], str], dialect: str) -> None:
+    url = fresh_database(dialect)
+    known_data.load(url)
+    # pool_size 3: the locked table holds two workers (its unit and the freshness unit).
+    config = outage_config(url, query_timeout=f"{TIMEOUT:g}s", pool_size=3)
+    exporter = Exporter(config, registry=CollectorRegistry())  # wall clock: real timestamps
+    server = exporter.start("127.0.0.1", 0)
+    scraper = Scraper(f"{server.url}/metrics").start()
+    kpis = sorted(k.key for unit in exporter.scheduler.units for k in unit.kpis)
+    others = [k for k in kpis if k not in (HUNG_KPI, "freshness")]
+    observer = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    holder = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    database = sa.make_url(url).database or ""
+    try:
+        wait_for(lambda: series(scraper.now(), names.KPI_UP) == dict.fromkeys(kpis, 1.0), 30,
+                 "every KPI up")
+        errors_before = series(scraper.now(), names.KPI_REFRESH_ERRORS + "_total")[HUNG_KPI]
+        skipped_before = exporter.scheduler.skipped
+        oldest, most_alike, stalest = 0.0, 0, 0.0
+        with holder.connect() as lock, observer.connect() as admin:
+            lock_table(lock)
+            began = time.monotonic()
+            while time.monotonic() - began < HOLD:
+                running = carekpi_queries(admin, database)
+                oldest = max([oldest, *(t for _, t in running)])
+                statements = [q for q, _ in running]
+                most_alike = max([most_alike, *(statements.count(q) for q in statements)])
+                now = time.time()
+                stalest = max(stalest, *(now - exporter.store.stats(k, "main").last_success
+                                         for k in others))  # type: ignore[operator]
+                time.sleep(0.05)
+            during = scraper.now()
+            unlock_table(lock)
+        hung_up = series(during, names.KPI_UP)[HUNG_KPI]
+        hung_errors = series(during, names.KPI_REFRESH_ERRORS + "_total")[HUNG_KPI]
+        skipped = exporter.scheduler.skipped - skipped_before
+        wait_for(lambda: series(scraper.now(), names.KPI_UP) == dict.fromkeys(kpis, 1.0), 10,
+                 "every KPI up after the lock is released")
+        with observer.connect() as admin:
+            left = carekpi_queries(admin, database)
+    finally:
+        scraper.stop()
+        exporter.stop()
+        observer.dispose()
+        holder.dispose()
+    report = {"dialect": dialect, "oldest_query_s": round(oldest, 2),
+              "same_statement_at_once": most_alike, "stalest_other_kpi_s": round(stalest, 2),
+              "skipped": skipped, "errors": (errors_before, hung_errors)}
+    print(f"\nHUNG {report}")
+    # Cancelled by the server at query_timeout (the sampling adds at most a poll).
+    assert TIMEOUT - 0.5 <= oldest <= TIMEOUT + 0.5, report
+    assert left == [], left
+    assert hung_up == 0.0 and hung_errors >= errors_before + 2, report
+    assert most_alike == 1, report  # never a second query of the same unit
+    assert skipped >= 2, report  # slots of the hung unit skipped while it ran
+    assert stalest <= 2 * REFRESH + 0.5, report  # the others kept their interval
