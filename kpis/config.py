@@ -449,7 +449,26 @@ class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc]
 
 def masked(config: Config) -> dict[str, Any]:
     """The resolved config as plain data with every URL password masked (``config show``)."""
-    data = config.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+    data = _plain(config)
     for source in data.get("sources", {}).values():
         source["url"] = mask_url(source["url"])
-    return data
+    return dict(data)
+
+
+def _plain(node: Any) -> Any:
+    """Durations as users write them (30s, 1bd), so ``config show`` output loads back."""
+    if isinstance(node, Duration):
+        return str(node)
+    if isinstance(node, BaseModel):
+        fields = {info.alias or name: getattr(node, name)
+                  for name, info in type(node).model_fields.items()
+                  if not info.exclude and getattr(node, name) is not None
+                  and (name in node.model_fields_set or not isinstance(node, KpiSettings))}
+        return _plain({**fields, **(node.model_extra or {})})
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_plain(v) for v in node]
+    if isinstance(node, date):
+        return node.isoformat()
+    return node

@@ -372,3 +372,17 @@ def test_cli_missing_file_exits_2(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (
         2, "", f"carekpi: {path}: file not found\n")
+
+
+def test_config_show_output_loads_back_with_the_password_masked(tmp_path: Path) -> None:
+    """`config show` prints durations as users write them (not {seconds: ...} mappings)."""
+    data = put(BASE, ("sources", "demo", "url"), "postgresql://u:ShowSecret7@db.example/x")
+    path = tmp_path / "carekpi.yaml"
+    path.write_text(dump(data))
+    shown = yaml.safe_dump(config_module.masked(config_module.load(path)), sort_keys=False)
+    assert "ShowSecret7" not in shown and "u:***@db.example/x" in shown
+    assert "query_timeout: 30s" in shown and "sla: 1bd" in shown
+    path.write_text(shown)
+    again = config_module.load(path)
+    assert again.kpis.settings("response_sla").sla == config_module.load(
+        write(Case("base", dump(BASE), None))).kpis.settings("response_sla").sla
