@@ -50,6 +50,7 @@ def create(name: str, source: Source) -> sa.Engine:
             event.listen(engine, "do_connect", _pymysql_shared_tls)
     elif backend == "sqlite":
         event.listen(engine, "connect", _sqlite_interrupt)
+        event.listen(engine, "close", _sqlite_forget)
         event.listen(engine, "before_cursor_execute", _sqlite_deadline(timeout))
     return engine
 
@@ -101,6 +102,10 @@ def _preferred_tls_class() -> type:
             return PreferredTls._shared
 
     return PreferredTls
+
+
+def _sqlite_forget(dbapi_connection: Any, _record: Any) -> None:
+    _sqlite_deadlines.pop(id(dbapi_connection), None)
 
 
 def _sqlite_interrupt(dbapi_connection: Any, _record: Any) -> None:

@@ -104,7 +104,9 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
         plans = [BUILDERS[k.key](ctx, k, entity) for k in unit.kpis]
         cells, rows = _execute(engine, entity, plans)
     except Exception as exc:
-        if len(unit.kpis) > 1 and reachable(engine):
+        # Retry KPI by KPI only for a query error: a timeout (a lock, a slow plan) would just
+        # cost one more timeout per KPI, and an unreachable source fails them all anyway.
+        if len(unit.kpis) > 1 and not timed_out(exc) and reachable(engine):
             log.info("merged query %s failed (%s); evaluating its KPIs one by one",
                      unit.name, _describe(exc))
             return [r for kpi in unit.kpis for r in run_unit(
@@ -162,6 +164,17 @@ def _failed(unit: Unit, kpi: Kpi, as_of: datetime, exc: BaseException, started: 
     log.warning("refresh of %s on source %s failed: %s", kpi.key, unit.source, message)
     return KpiResult(kpi, unit.source, as_of, (), None, message,
                      time.perf_counter() - started, 0)
+
+
+_TIMEOUT_WORDS = ("statement timeout", "max_statement_time", "max_execution_time",
+                  "interrupted", "querycanceled")
+
+
+def timed_out(exc: BaseException) -> bool:
+    """The server (or SQLite's progress handler) cancelled the query at query_timeout."""
+    orig = getattr(exc, "orig", None)
+    text = f"{type(orig).__name__} {orig}".lower()
+    return any(word in text for word in _TIMEOUT_WORDS)
 
 
 def reachable(engine: sa.Engine) -> bool:
