@@ -27,11 +27,18 @@ def create(name: str, source: Source) -> sa.Engine:
     timeout = source.query_timeout.seconds
     connect = source.connect_timeout.seconds
     backend = url.get_backend_name()
-    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800}
+    # No compiled-statement cache: each refresh's statements carry that refresh's time bounds
+    # inline, so cached entries are never reused and the cache only fills memory (hundreds of
+    # MB for 500 large aggregate statements).
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800,
+                              "query_cache_size": 0}
     if backend == "sqlite":
         url = _read_only_sqlite(url)
         kwargs["connect_args"] = {"check_same_thread": False,
                                   "timeout": min(connect, timeout)}
+        if url.database not in (None, "", ":memory:"):
+            kwargs.update(pool_size=source.pool_size + 1, max_overflow=0,
+                          pool_timeout=max(connect, timeout))
     else:
         kwargs.update(pool_size=source.pool_size, max_overflow=0,
                       pool_timeout=max(connect, timeout))

@@ -223,10 +223,11 @@ def unavailable(config: Config, as_of: datetime) -> list[KpiResult]:
 
 
 def evaluate(config: Config, engines: dict[str, sa.Engine], as_of: datetime | None = None,
-             only: Iterable[str] | None = None) -> list[KpiResult]:
+             only: Iterable[str] | None = None, caps: LabelCaps | None = None
+             ) -> list[KpiResult]:
     """Evaluate every enabled KPI once (``carekpi collect --once``)."""
     as_of = as_of or datetime.now(UTC)
-    caps = LabelCaps(config.labels)
+    caps = caps or LabelCaps(config.labels)
     wanted = set(only) if only else None
     results = []
     for unit in units(config):

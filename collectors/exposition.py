@@ -186,17 +186,20 @@ def _le(bound: float) -> str:
 
 
 class CachedExposition:
-    """A registry front that encodes once per snapshot version and encoder.
+    """A registry front that encodes once per snapshot version, off the scrape path.
 
-    Between two refreshes every scrape is served the same bytes; a refresh (or a change in
-    any versioned collector) bumps the version and the next scrape encodes afresh.
+    The first scrape encodes; later ones get the last body at once. When the snapshot has
+    moved on (a unit refreshed), one background thread encodes the new version while scrapes
+    keep receiving the previous body, at most one refresh behind: a scrape never waits for
+    the encoding of tens of thousands of series.
     """
 
     def __init__(self, registry: Any, versions: list[Any]) -> None:
         self.registry = registry
         self._versions = versions  # objects with a ``version`` attribute
-        self._lock = threading.RLock()  # render() nests for the gzip form
+        self._lock = threading.Lock()
         self._cache: dict[Any, tuple[tuple[int, ...], bytes]] = {}
+        self._renewing: set[Any] = set()
 
     def collect(self) -> Iterable[Metric]:
         return self.registry.collect()  # type: ignore[no-any-return]
@@ -204,20 +207,41 @@ class CachedExposition:
     def restricted_registry(self, names: Iterable[str]) -> Any:
         return self.registry.restricted_registry(names)
 
+    def _version(self) -> tuple[int, ...]:
+        return tuple(v.version for v in self._versions)
+
     def render(self, encoder: Any, zipped: bool = False) -> bytes:
-        """The body for this encoder (gzip-compressed when asked), encoded once a version."""
-        version = tuple(v.version for v in self._versions)
+        """The body for this encoder, gzip-compressed when asked."""
+        key = (encoder, zipped)
         with self._lock:
-            cached = self._cache.get((encoder, zipped))
-            if cached is not None and cached[0] == version:
-                return cached[1]
-            if zipped:
-                body = gzip.compress(self.render(encoder), compresslevel=6)
-            else:
-                fast = encoder is generate_latest
-                body = text_format(self.registry) if fast else encoder(self.registry)
-            self._cache[(encoder, zipped)] = (version, body)
-            return body
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] != self._version() and key not in self._renewing:
+                self._renewing.add(key)
+                threading.Thread(target=self._renew, args=(key,), daemon=True,
+                                 name="carekpi-exposition").start()
+        if cached is not None:
+            return cached[1]
+        return self._encode(key)
+
+    def _renew(self, key: Any) -> None:
+        try:
+            self._encode(key)
+        finally:
+            with self._lock:
+                self._renewing.discard(key)
+
+    def _encode(self, key: Any) -> bytes:
+        encoder, zipped = key
+        version = self._version()
+        body = text_format(self.registry) if encoder is generate_latest else encoder(
+            self.registry)
+        if zipped:
+            body = gzip.compress(body, compresslevel=6)
+        with self._lock:
+            current = self._cache.get(key)
+            if current is None or current[0] <= version:
+                self._cache[key] = (version, body)
+        return body
 
 
 _go_float = cast(Callable[[float], str], _untyped_go_float)

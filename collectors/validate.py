@@ -7,6 +7,7 @@ Findings name the entity and the logical field; code values are listed only for 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from collectors.source import MappedEntity
 from kpis import model
 from kpis.config import Config
 
+_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,16}$")
 _NUMERIC_OK = (sa.types.Integer, sa.types.Numeric, sa.types.Float, sa.types.Boolean)
 _TIME_OK = (sa.types.DateTime, sa.types.Date, sa.types.String, sa.types.NullType)
 
@@ -115,7 +117,13 @@ def _unmapped_codes(conn: sa.Connection, e: MappedEntity, name: str, where: str
     unknown = sorted(present - known)
     if not unknown:
         return []
-    shown = ", ".join(repr(c[:32]) for c in unknown[:20]) + (" ..." if len(unknown) > 20 else "")
+    # Only values shaped like codes are shown; anything else (free text typed into a code
+    # field, a name) is counted, never printed.
+    code_like = [c for c in unknown if _CODE.match(c)]
+    shown = ", ".join(repr(c) for c in code_like[:20]) + (" ..." if len(code_like) > 20 else "")
+    hidden = len(unknown) - len(code_like)
+    other = f"{'; ' if code_like else ''}{hidden} value(s) that are not code-like, not shown" \
+        if hidden else ""
     return [Finding("warning", f"{where}.codes.{name}",
                     f"{len(unknown)} local code(s) in the data are not mapped (their records "
-                    f"are left out of the KPIs that need them): {shown}")]
+                    f"are left out of the KPIs that need them): {shown}{other}")]

@@ -149,9 +149,12 @@ def collect(config_path: str, once: bool, as_of: str | None, fmt: str, only: tup
     for key in only:
         if key not in catalog.by_key():
             raise click.BadParameter(f"unknown KPI {key!r}", param_hint="--kpi")
+    from collectors.store import Store
+
+    store = Store(config)
     engines = create_engines(config)
     try:
-        results = evaluate.evaluate(config, engines, moment, only or None)
+        results = evaluate.evaluate(config, engines, moment, only or None, store.caps)
     finally:
         for engine in engines.values():
             engine.dispose()
@@ -160,16 +163,15 @@ def collect(config_path: str, once: bool, as_of: str | None, fmt: str, only: tup
 
         click.echo(as_json(results, config, moment))
         return
-    click.echo(_prometheus_text(config, results), nl=False)
+    click.echo(_prometheus_text(store, results), nl=False)
 
 
-def _prometheus_text(config: config_module.Config, results: list[Any]) -> str:
+def _prometheus_text(store: Any, results: list[Any]) -> str:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from collectors.exposition import CareKpiCollector
-    from collectors.store import Store
 
-    store = Store(config)
+    config = store.config
     for result in results:
         store.put([result], config.sources[result.source].refresh_interval.seconds
                   if result.source in config.sources else 0.0)

@@ -46,6 +46,13 @@ def _duration(value: Any, business: bool = False) -> Duration:
     return duration
 
 
+def _sla_duration(value: Any) -> Duration:
+    sla = _duration(value, business=True)
+    if not sla.is_business and sla.seconds <= 0:
+        raise ValueError("an SLA must be longer than zero")
+    return sla
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -195,7 +202,7 @@ class SlaOverride(Strict):
     priority: str | None = None
     sla: Duration
 
-    _dur = field_validator("sla", mode="before")(lambda v: _duration(v, business=True))
+    _dur = field_validator("sla", mode="before")(lambda v: _sla_duration(v))
 
     @model_validator(mode="after")
     def _selects(self) -> SlaOverride:
@@ -217,7 +224,7 @@ class KpiSettings(Strict):
     lookback: Duration | None = None
 
     _dur = field_validator("refresh_interval", "threshold", "lookback", mode="before")(_duration)
-    _sla = field_validator("sla", mode="before")(lambda v: _duration(v, business=True))
+    _sla = field_validator("sla", mode="before")(lambda v: _sla_duration(v))
 
 
 _KPI_PARAMS = ("sla", "sla_overrides", "threshold", "item", "lookback")

@@ -232,4 +232,8 @@ def test_fast_text_format_is_byte_identical_to_prometheus_client(sqlite_known: s
     assert gzip.decompress(zipped) == first
     assert front.render(generate_latest, zipped=True) is zipped
     store.put([], 60)
-    assert front.render(generate_latest) is not first
+    # A new snapshot: the previous body at once, the new one as soon as it is encoded.
+    assert front.render(generate_latest) is first
+    renewed = wait_for(lambda: (body := front.render(generate_latest)) is not first and body,
+                       timeout=10, what="the renewed exposition")
+    assert renewed == generate_latest(registry)
