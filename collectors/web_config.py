@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
-from kpis import durations
+from kpis import durations, yaml_file
 from kpis.errors import ConfigError
 
 # ---------------------------------------------------------------- the web config file
@@ -272,18 +270,7 @@ class _Reader:
 def load_web_config(path: str | Path) -> WebConfig:
     """Read and validate a web config file; relative file names are relative to its folder."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(str(path), "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), "", f"cannot read: {getattr(exc, 'strerror', exc)}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise ConfigError(str(path), "", f"{where}YAML syntax error") from None
+    data = yaml_file.read(path)
     reader = _Reader(str(path), path.parent)
     data = reader.mapping(data, "", ("tls_server_config", "http_server_config",
                                      "basic_auth_users", "rate_limit"))

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -25,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from kpis import catalog, model, sql_guard
+from kpis import catalog, model, sql_guard, yaml_file
 from kpis.durations import Duration
 from kpis.durations import parse as parse_duration
 from kpis.errors import ConfigError
@@ -359,13 +358,8 @@ def _resolve_secrets(node: Any, base: Path, loc: tuple[str, ...], file: str) -> 
         try:
             return resolve(node, base)
         except SecretError as exc:
-            raise _error(file, ".".join(loc), str(exc)) from None
+            raise ConfigError(file, ".".join(loc), str(exc)) from None
     return node
-
-
-def _one_line(text: str) -> str:
-    """Control characters (a newline in a YAML key, say) escaped: every error stays one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _describe(error: Any, data: Any) -> tuple[str, str]:
@@ -389,69 +383,27 @@ def _describe(error: Any, data: Any) -> tuple[str, str]:
     return ".".join(loc), message
 
 
-def _error(file: str, key: str, message: str) -> ConfigError:
-    return ConfigError(_one_line(file), _one_line(key), _one_line(message))
-
-
 def parse(data: Any, file: str, base: Path | None = None) -> Config:
     """Validate an already-parsed YAML document."""
     base = base or Path(".")
     if not isinstance(data, dict):
-        raise _error(file, "", "expected a mapping with version, sources, entities and kpis")
+        raise ConfigError(file, "", "expected a mapping with version, sources, entities and kpis")
     data = _resolve_secrets(data, base, (), file)
     try:
         return Config.model_validate({**data, "path": file})
     except ValidationError as exc:
         key, message = _describe(exc.errors()[0], data)
-        raise _error(file, key, message) from None
+        raise ConfigError(file, key, message) from None
     except _Located as exc:
-        raise _error(file, ".".join(exc.loc), str(exc)) from None
+        raise ConfigError(file, ".".join(exc.loc), str(exc)) from None
     except RecursionError:
-        raise _error(file, "", "nested too deeply") from None
+        raise ConfigError(file, "", "nested too deeply") from None
 
 
 def load(path: str | Path) -> Config:
     """Read, resolve and validate a config file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _error(str(path), "", "file not found") from None
-    except (OSError, ValueError) as exc:  # ValueError: undecodable bytes, a NUL in the path
-        reason = getattr(exc, "strerror", None) or exc
-        raise _error(str(path), "", f"cannot read: {reason}") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise _error(str(path), "", f"{where}YAML syntax error: {problem}") from None
-    except RecursionError:
-        raise _error(str(path), "", "YAML syntax error: nested too deeply") from None
-    return parse(data, str(path), path.parent)
-
-
-_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~20x faster
-
-
-class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc]
-    """A safe loader that refuses a key given twice in one mapping (the second would win)."""
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _value in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue  # unhashable: the base class reports it
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
-        return mapping
+    return parse(yaml_file.read(path), str(path), path.parent)
 
 
 def masked(config: Config) -> dict[str, Any]:

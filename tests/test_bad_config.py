@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from kpis import catalog
 from kpis import config as config_module
 from kpis.demo import config_yaml
-from kpis.errors import ConfigError
+from kpis.errors import ConfigError, one_line
 
 CARE = [sys.executable, "-m", "kpis"]
 BASE_TEXT = config_yaml("sqlite:////nonexistent/carekpi-demo.db")
@@ -130,7 +130,7 @@ def wrong_types(draw: st.DrawFn) -> Case:
 
 bad_duration_text = st.one_of(
     st.sampled_from(["-5s", "5x", "five minutes", "1.5.2h", "nan", "inf", "1e400s", "s", "",
-                     "  ", "1 bd x", "2 bd", "10 years", "99999999999999999999d", "0x10s"]),
+                     "  ", "1 bd x", "10 years", "99999999999999999999d", "0x10s"]),
     st.text(max_size=8).filter(lambda s: not any(c.isdigit() for c in s)),
 )
 bad_duration = st.one_of(bad_duration_text, st.sampled_from(
@@ -269,7 +269,7 @@ def expect_one_line_error(case: Case, path: Path) -> ConfigError:
         assert "YAML" in message or "expected a mapping" in message, (case.what, message)
         assert error.key == "" or error.key in message
         return error
-    expected = config_module._one_line(".".join(case.key))
+    expected = one_line(".".join(case.key))
     related = (error.key == expected or error.key.startswith(expected + ".")
                or expected.startswith(error.key + "."))
     assert related and len(error.key.split(".")) >= min(2, len(case.key)), (
@@ -284,7 +284,8 @@ def test_the_base_config_is_valid() -> None:
     assert config.sources["demo"].connect_timeout.seconds == 5
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(broken)
 def test_every_broken_config_is_one_config_error_naming_file_and_key(case: Case) -> None:
     expect_one_line_error(case, write(case))
