@@ -64,7 +64,10 @@ log_option = click.option("--log-level", default="warning", show_default=True,
                           type=click.Choice(["debug", "info", "warning", "error"]))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+HELP_OPTIONS = ["-h", "--help"]
+
+
+@click.group(context_settings={"help_option_names": HELP_OPTIONS})
 @click.version_option(__version__, prog_name="carekpi")
 def main() -> None:
     """CareKPI: customer-care quality KPIs from your operational databases.
@@ -378,4 +381,7 @@ from checks.commands import checks_group  # noqa: E402
 from dashboards.commands import dashboards_group  # noqa: E402
 
 for _group in (alerts_group, dashboards_group, checks_group):
+    # The same help options however the group is reached (click caches a command's help
+    # option the first time it is built, so a group invoked on its own must agree).
+    _group.context_settings.setdefault("help_option_names", HELP_OPTIONS)
     main.add_command(_group)
