@@ -200,6 +200,7 @@ class CachedExposition:
         self._lock = threading.Lock()
         self._cache: dict[Any, tuple[tuple[int, ...], bytes]] = {}
         self._renewing: set[Any] = set()
+        self._first = threading.Lock()  # concurrent first scrapes share one encoding
 
     def collect(self) -> Iterable[Metric]:
         return self.registry.collect()  # type: ignore[no-any-return]
@@ -221,7 +222,10 @@ class CachedExposition:
                                  name="carekpi-exposition").start()
         if cached is not None:
             return cached[1]
-        return self._encode(key)
+        with self._first:
+            with self._lock:
+                cached = self._cache.get(key)
+            return cached[1] if cached is not None else self._encode(key)
 
     def _renew(self, key: Any) -> None:
         try:

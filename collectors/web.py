@@ -159,6 +159,9 @@ class _TLSState:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog is 5: a burst of concurrent scrapers overflows it and
+    # waits out a 1 s SYN retransmit (measured: p99 2 s with 50 scrapers, p50 20 ms).
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily,
                  handler: type[_Handler]) -> None:
