@@ -298,10 +298,11 @@ def test_database_outages_are_detected_and_survived(instance: Instance) -> None:
     assert all(o.up_detected <= REFRESH + SLACK for o in outages), report
     assert all(o.resumed <= 2 * REFRESH + SLACK for o in outages), report
     # Bounded, not growing: the scheduler, one health checker, at most pool_size refresh
-    # workers (started lazily), the web server; plus this thread, the scraper and at most one
-    # request thread of the web server.
+    # workers (started lazily), the web server, the exposition renewal (at most one at a
+    # time per body); plus this thread, the scraper and at most one request thread.
     port = server.url.rsplit(":", 1)[1]
     allowed = {"carekpi-scheduler", "carekpi-health_0", f"carekpi-web-{port}", "carekpi-web-0",
+               "carekpi-exposition",
                *(f"carekpi-refresh-main_{i}" for i in range(config.sources["main"].pool_size))}
     assert set(names_before) <= set(names_after) <= allowed, (names_after, report)
     assert threads_after <= len(allowed) + 3, report
