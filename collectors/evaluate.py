@@ -108,7 +108,7 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
         # cost one more timeout per KPI, and an unreachable source fails them all anyway.
         if len(unit.kpis) > 1 and not timed_out(exc) and reachable(engine):
             log.info("merged query %s failed (%s); evaluating its KPIs one by one",
-                     unit.name, _describe(exc))
+                     unit.name, describe_error(exc))
             return [r for kpi in unit.kpis for r in run_unit(
                 engine, config, Unit(unit.source, unit.entity, (kpi,), unit.interval),
                 as_of, caps)]
@@ -160,7 +160,7 @@ def _freshness(engine: sa.Engine, ctx: Context, unit: Unit) -> KpiResult:
 
 def _failed(unit: Unit, kpi: Kpi, as_of: datetime, exc: BaseException, started: float
             ) -> KpiResult:
-    message = _describe(exc)
+    message = describe_error(exc)
     log.warning("refresh of %s on source %s failed: %s", kpi.key, unit.source, message)
     return KpiResult(kpi, unit.source, as_of, (), None, message,
                      time.perf_counter() - started, 0)
@@ -187,7 +187,7 @@ def reachable(engine: sa.Engine) -> bool:
         return False
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """A one-line, value-free description: the exception class and the driver's first line,
     never the SQL statement or its parameters (they can hold config values, not data, but
     drivers echo offending data values in some messages, so keep only the class)."""

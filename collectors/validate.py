@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from collectors.evaluate import _describe
+from collectors.evaluate import describe_error
 from collectors.source import MappedEntity
 from kpis import model
 from kpis.config import Config
@@ -43,7 +43,7 @@ def check_live(config: Config, engines: dict[str, sa.Engine]) -> list[Finding]:
                 conn.rollback()
         except sa.exc.DBAPIError as exc:
             findings.append(Finding("error", f"sources.{entity.source}",
-                                    f"cannot query: {_describe(exc)}"))
+                                    f"cannot query: {describe_error(exc)}"))
     return findings
 
 
@@ -54,7 +54,7 @@ def _check_entity(conn: sa.Connection, e: MappedEntity, where: str) -> list[Find
         conn.rollback()
         what = f"table {e.config.table!r}" if e.config.table else "query"
         return [Finding("error", f"{where}.{'table' if e.config.table else 'query'}",
-                        f"{what} cannot be read ({_describe(exc)})")]
+                        f"{what} cannot be read ({describe_error(exc)})")]
     findings = []
     for field_name in e.config.fields:
         finding = _check_field(conn, e, field_name, f"{where}.fields.{field_name}")
@@ -75,7 +75,7 @@ def _check_field(conn: sa.Connection, e: MappedEntity, name: str, where: str) ->
         mapping = e.config.fields[name]
         shown = mapping if isinstance(mapping, str) else "expression"
         return Finding("error", where, f"{shown!r} cannot be selected from "
-                       f"{e.config.table or 'the query'} ({_describe(exc)})")
+                       f"{e.config.table or 'the query'} ({describe_error(exc)})")
     return _check_type(conn, e, name, where)
 
 
