@@ -1,16 +1,20 @@
 """The prometheus_client Collector: turns the latest snapshot into metric families.
 
-``collect()`` reads the in-memory store only; it never touches a database. The rendered
-families are cached per snapshot version, so concurrent scrapes between two refreshes cost
-one dictionary lookup each.
+``collect()`` reads the in-memory store only; it never touches a database. The families are
+cached per snapshot version, and a KPI's families per its results, so concurrent scrapes
+between two refreshes cost one dictionary lookup each. ``CachedExposition`` keeps the
+encoded bodies, so a scrape costs no encoding either.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -19,14 +23,15 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString as _untyped_go_float
+from prometheus_client.samples import Sample
 
 from collectors.store import Store
 from kpis import __version__, catalog, names, targets
 from kpis.catalog import Kpi
 from kpis.snapshot import EXCLUDED, KpiResult
+
+log = logging.getLogger("carekpi.exposition")
 
 
 class CareKpiCollector(Collector):
@@ -34,6 +39,9 @@ class CareKpiCollector(Collector):
         self.store = store
         self._lock = threading.Lock()
         self._cached: tuple[int, list[Metric]] | None = None
+        # A KPI whose results did not change keeps its family objects (which CachedExposition
+        # does not re-render) and its excluded-records samples.
+        self._per_kpi: dict[str, _KpiFamilies] = {}
 
     def describe(self) -> Iterable[Metric]:
         """Static family names, so registering never triggers a collection."""
@@ -56,12 +64,20 @@ class CareKpiCollector(Collector):
             names.EXCLUDED_RECORDS, "Records left out of the KPI for a data defect, by reason "
             "(unmapped_status, negative_duration, implausible_duration, response_before_receipt,"
             " score_out_of_range), per clinic and window.",
-            labels=[names.KPI, names.SOURCE, "reason", names.CLINIC, names.WINDOW])
+            labels=_EXCLUDED_LABELS)
+        per_kpi = {}
         for kpi in catalog.load():
             fresh = [r for r in by_kpi.get(kpi.key, []) if self.store.servable(r)]
             if fresh:
-                yield from kpi_families(kpi, fresh)
-                _add_exclusions(excluded, kpi, fresh)
+                ids = tuple(map(id, fresh))
+                kept = self._per_kpi.get(kpi.key)
+                if kept is None or kept.ids != ids:
+                    kept = _KpiFamilies(ids, fresh, list(kpi_families(kpi, fresh)),
+                                        _exclusions(kpi, fresh))
+                per_kpi[kpi.key] = kept
+                yield from kept.families
+                excluded.samples.extend(kept.excluded)
+        self._per_kpi = per_kpi
         yield excluded
         yield from self._targets(results)
         yield from self._health(results)
@@ -169,7 +185,20 @@ def kpi_families(kpi: Kpi, results: list[KpiResult]) -> Iterator[Metric]:
         yield family_g
 
 
-def _add_exclusions(family: GaugeMetricFamily, kpi: Kpi, results: list[KpiResult]) -> None:
+@dataclass(frozen=True)
+class _KpiFamilies:
+    ids: tuple[int, ...]  # of the results, which ``results`` keeps alive
+    results: list[KpiResult]
+    families: list[Metric]
+    excluded: list[Sample]
+
+
+_EXCLUDED_LABELS = [names.KPI, names.SOURCE, "reason", names.CLINIC, names.WINDOW]
+
+
+def _exclusions(kpi: Kpi, results: list[KpiResult]) -> list[Sample]:
+    """The KPI's samples of the excluded-records family."""
+    family = GaugeMetricFamily(names.EXCLUDED_RECORDS, "", labels=_EXCLUDED_LABELS)
     for result in results:
         for cell in result.cells:
             window = cell.label(names.WINDOW)
@@ -179,27 +208,61 @@ def _add_exclusions(family: GaugeMetricFamily, kpi: Kpi, results: list[KpiResult
                 if part.startswith(EXCLUDED):
                     family.add_metric([kpi.key, result.source, part.removeprefix(EXCLUDED),
                                        cell.label(names.CLINIC) or "", window], count)
+    return family.samples
 
 
 def _le(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else repr(bound)
 
 
-class CachedExposition:
-    """A registry front that encodes once per snapshot version, off the scrape path.
+class _OneFamily:
+    """A registry of one family, so the library's encoders render a family on its own."""
 
-    The first scrape encodes; later ones get the last body at once. When the snapshot has
-    moved on (a unit refreshed), one background thread encodes the new version while scrapes
-    keep receiving the previous body, at most one refresh behind: a scrape never waits for
-    the encoding of tens of thousands of series.
+    def __init__(self, family: Metric) -> None:
+        self.family = family
+
+    def collect(self) -> Iterable[Metric]:
+        return (self.family,)
+
+
+_EOF = b"# EOF\n"
+
+
+@dataclass(frozen=True)
+class _Bodies:
+    """One content type's encoding of one snapshot version."""
+
+    version: tuple[int, ...]
+    plain: bytes
+    gzipped: bytes | None
+    # id(family) -> (the family, weakly: a replaced family is freed at once; start and end
+    # of its text in ``plain``)
+    chunks: dict[int, tuple[weakref.ref[Metric], int, int]]
+
+
+class CachedExposition:
+    """A registry front that encodes once per snapshot version and content type, off the
+    scrape path, re-rendering only the families that changed.
+
+    The first scrape of a content type encodes; later ones get the last body at once. When
+    the snapshot has moved on (a unit refreshed), one background thread encodes the new
+    version while scrapes keep receiving the previous body, at most one refresh behind: a
+    scrape never waits for the encoding of tens of thousands of series. Each family's text
+    is rendered by prometheus_client's own encoder and kept while the collector hands out the
+    same family object (CareKpiCollector does so for every KPI whose results did not change),
+    so a renewal after one unit's refresh costs that unit's series, not all of them (a
+    collector must therefore never change a family after handing it out). The cache is keyed
+    by the response's content type: the encoder functions prometheus_client chooses per
+    request are new objects every time.
     """
 
     def __init__(self, registry: Any, versions: list[Any]) -> None:
         self.registry = registry
         self._versions = versions  # objects with a ``version`` attribute
         self._lock = threading.Lock()
-        self._cache: dict[Any, tuple[tuple[int, ...], bytes]] = {}
-        self._renewing: set[Any] = set()
+        self._bodies: dict[str, _Bodies] = {}
+        self._zipped: set[str] = set()  # content types some scraper wanted gzip-compressed
+        self._renewing: set[str] = set()
         self._first = threading.Lock()  # concurrent first scrapes share one encoding
 
     def collect(self) -> Iterable[Metric]:
@@ -211,69 +274,83 @@ class CachedExposition:
     def _version(self) -> tuple[int, ...]:
         return tuple(v.version for v in self._versions)
 
-    def render(self, encoder: Any, zipped: bool = False) -> bytes:
-        """The body for this encoder, gzip-compressed when asked."""
-        key = (encoder, zipped)
+    def render(self, encoder: Callable[[Any], bytes], content_type: str,
+               zipped: bool = False) -> bytes:
+        """The body ``encoder`` gives for the latest snapshot, gzip-compressed when asked."""
         with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None and cached[0] != self._version() and key not in self._renewing:
-                self._renewing.add(key)
-                threading.Thread(target=self._renew, args=(key,), daemon=True,
+            if zipped:
+                self._zipped.add(content_type)
+            cached = self._bodies.get(content_type)
+            if (cached is not None and cached.version != self._version()
+                    and content_type not in self._renewing):
+                self._renewing.add(content_type)
+                threading.Thread(target=self._renew, args=(encoder, content_type), daemon=True,
                                  name="carekpi-exposition").start()
-        if cached is not None:
-            return cached[1]
+        body = _pick(cached, zipped)
+        if body is not None:
+            return body
         with self._first:
-            with self._lock:
-                cached = self._cache.get(key)
-            return cached[1] if cached is not None else self._encode(key)
+            body = _pick(self._bodies.get(content_type), zipped)
+            if body is None:  # _encode compresses every content type in self._zipped
+                body = _pick(self._encode(encoder, content_type), zipped)
+            assert body is not None
+            return body
 
-    def _renew(self, key: Any) -> None:
+    def _renew(self, encoder: Callable[[Any], bytes], content_type: str) -> None:
         try:
-            self._encode(key)
+            self._encode(encoder, content_type)
+        except Exception:  # the scrapes keep the previous body; the next one tries again
+            log.exception("encoding the exposition failed")
         finally:
             with self._lock:
-                self._renewing.discard(key)
+                self._renewing.discard(content_type)
 
-    def _encode(self, key: Any) -> bytes:
-        encoder, zipped = key
+    def _encode(self, encoder: Callable[[Any], bytes], content_type: str) -> _Bodies:
         version = self._version()
-        body = text_format(self.registry) if encoder is generate_latest else encoder(
-            self.registry)
-        if zipped:
-            body = gzip.compress(body, compresslevel=6)
         with self._lock:
-            current = self._cache.get(key)
-            if current is None or current[0] <= version:
-                self._cache[key] = (version, body)
-        return body
+            previous = self._bodies.get(content_type)
+            zipped = content_type in self._zipped
+        if previous is not None and previous.version == version:  # only the gzip body is new
+            plain, chunks = previous.plain, previous.chunks
+        else:
+            plain, chunks = self._plain(encoder, content_type, previous)
+        bodies = _Bodies(version, plain, gzip.compress(plain, compresslevel=6) if zipped
+                         else None, chunks)
+        with self._lock:
+            current = self._bodies.get(content_type)
+            # Newer wins; at the same version, the one that also holds the gzip body.
+            if current is None or (current.version, current.gzipped is not None) <= (
+                    version, bodies.gzipped is not None):
+                self._bodies[content_type] = bodies
+        return bodies
+
+    def _plain(self, encoder: Callable[[Any], bytes], content_type: str,
+               previous: _Bodies | None
+               ) -> tuple[bytes, dict[int, tuple[weakref.ref[Metric], int, int]]]:
+        """The whole body, with the previous body's text of every family still there."""
+        reuse = previous.chunks if previous is not None else {}
+        before = memoryview(previous.plain if previous is not None else b"")
+        openmetrics = content_type.startswith("application/openmetrics-text")
+        chunks: dict[int, tuple[weakref.ref[Metric], int, int]] = {}
+        parts: list[bytes | memoryview] = []
+        size = 0
+        for family in self.registry.collect():
+            hit = reuse.get(id(family))
+            if hit is not None and hit[0]() is family:
+                part: bytes | memoryview = before[hit[1]:hit[2]]
+            else:
+                text = encoder(_OneFamily(family))
+                part = text.removesuffix(_EOF) if openmetrics else text
+            chunks[id(family)] = (weakref.ref(family), size, size + len(part))
+            size += len(part)
+            parts.append(part)
+        if openmetrics:
+            parts.append(_EOF)
+        return b"".join(parts), chunks
 
 
-_go_float = cast(Callable[[float], str], _untyped_go_float)
-_TYPES = {"counter": ("_total", "counter"), "info": ("_info", "gauge"),
-          "stateset": ("", "gauge"), "gaugehistogram": ("", "histogram"),
-          "unknown": ("", "untyped")}
+def _pick(bodies: _Bodies | None, zipped: bool) -> bytes | None:
+    if bodies is None:
+        return None
+    return bodies.gzipped if zipped else bodies.plain
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def text_format(registry: Any) -> bytes:
-    """The Prometheus text format (0.0.4), byte for byte what prometheus_client's
-    ``generate_latest`` writes for these families, without its per-label validation, which
-    costs more than everything else together on a few thousand series."""
-    out: list[str] = []
-    for family in registry.collect():
-        suffix, kind = _TYPES.get(family.type, ("", family.type))
-        name = family.name + suffix
-        doc = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
-        out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
-        for s in family.samples:
-            if s.name in (f"{family.name}_created", f"{family.name}_gsum",
-                          f"{family.name}_gcount"):
-                raise ValueError("text_format does not render OpenMetrics-only samples")
-            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(s.labels.items()))
-            stamp = f" {int(float(s.timestamp) * 1000)}" if s.timestamp is not None else ""
-            out.append(f"{s.name}{{{labels}}} {_go_float(s.value)}{stamp}\n" if labels
-                       else f"{s.name} {_go_float(s.value)}{stamp}\n")
-    return "".join(out).encode("utf-8")

@@ -253,7 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             render = getattr(registry, "render", None)  # a cached exposition (service.py)
             if render is not None:
-                body = render(encoder, zipped)
+                body = render(encoder, content_type, zipped)
             else:
                 body = encoder(registry)
                 body = gzip.compress(body) if zipped else body

@@ -101,10 +101,11 @@ def serve(config_path: str, port: int, bind: str, web_config: str | None, log_le
 
 def _run_exporter(config: config_module.Config, bind: str, port: int,
                   web_config_path: str | None, banner: str = "") -> None:
-    from collectors.service import Exporter
+    from collectors.service import Exporter, tune_process
     from collectors.web import load_web_config
 
     web_config = load_web_config(web_config_path) if web_config_path else None
+    tune_process()
     exporter = Exporter(config, extra_collectors=_check_collectors(config))
     server = exporter.start(bind, port, web_config)
     stop = threading.Event()

@@ -205,16 +205,21 @@ def test_demo_serves_metrics_that_promtool_accepts(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
-def test_fast_text_format_is_byte_identical_to_prometheus_client(sqlite_known: str) -> None:
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                     "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+
+@pytest.mark.parametrize("accept", ["", PROMETHEUS_ACCEPT], ids=["text", "openmetrics"])
+def test_cached_exposition_is_byte_identical_to_prometheus_client(sqlite_known: str,
+                                                                  accept: str) -> None:
     from datetime import UTC, datetime
 
-    from prometheus_client import generate_latest
+    from prometheus_client.exposition import choose_encoder
 
     from collectors import evaluate
-    from collectors.exposition import CachedExposition, CareKpiCollector, text_format
+    from collectors.exposition import CachedExposition, CareKpiCollector
     from collectors.service import create_engines
     from collectors.store import Store
-    from kpis import catalog
     from kpis.snapshot import Cell, KpiResult
 
     config = config_module.parse(known_data.config(sqlite_known), "known.yaml")
@@ -224,16 +229,71 @@ def test_fast_text_format_is_byte_identical_to_prometheus_client(sqlite_known: s
     store.put([KpiResult(catalog.get("no_show"), "main", datetime.now(UTC), (odd,))], 60)
     registry = CollectorRegistry()
     registry.register(CareKpiCollector(store))
-    assert text_format(registry) == generate_latest(registry)
     front = CachedExposition(registry, [store])
-    first = front.render(generate_latest)
-    assert front.render(generate_latest) is first  # same snapshot: served from the cache
-    zipped = front.render(generate_latest, zipped=True)
+
+    def render(zipped: bool = False) -> bytes:
+        # Prometheus' Accept header gets a new encoder object from prometheus_client on every
+        # request: the cache must still hit.
+        encoder, content_type = choose_encoder(accept)
+        return front.render(encoder, content_type, zipped)
+
+    def expected() -> bytes:
+        return choose_encoder(accept)[0](registry)  # type: ignore[no-any-return]
+
+    first = render()
+    assert first == expected()
+    assert render() is first  # same snapshot: served from the cache
+    zipped = render(zipped=True)
     assert gzip.decompress(zipped) == first
-    assert front.render(generate_latest, zipped=True) is zipped
-    store.put([], 60)
-    # A new snapshot: the previous body at once, the new one as soon as it is encoded.
-    assert front.render(generate_latest) is first
-    renewed = wait_for(lambda: (body := front.render(generate_latest)) is not first and body,
+    assert render(zipped=True) is zipped
+    # A new snapshot where one KPI changed: the previous body at once, the new one as soon as
+    # it is encoded, byte for byte what prometheus_client writes for the whole registry.
+    store.put([KpiResult(catalog.get("no_show"), "main", datetime.now(UTC), (odd, Cell(
+        (("clinic", "C9"), ("window", "7d")), {"numerator": 2, "denominator": 5})))], 60)
+    assert render() is first
+    renewed = wait_for(lambda: (body := render()) is not first and body,
                        timeout=10, what="the renewed exposition")
-    assert renewed == generate_latest(registry)
+    assert renewed == expected()
+    assert b'clinic="C9"' in renewed
+    rezipped = wait_for(lambda: (body := render(zipped=True)) is not zipped and body,
+                        timeout=10, what="the renewed gzip exposition")
+    assert gzip.decompress(rezipped) == renewed
+
+
+def test_a_kpi_whose_results_did_not_change_keeps_its_families(sqlite_known: str) -> None:
+    """What lets a renewal re-render only the refreshed unit's series."""
+    from datetime import UTC, datetime
+
+    from collectors import evaluate
+    from collectors.exposition import CareKpiCollector
+    from collectors.service import create_engines
+    from collectors.store import Store
+    from kpis.snapshot import Cell, KpiResult
+
+    config = config_module.parse(known_data.config(sqlite_known), "known.yaml")
+    store = Store(config)
+    store.put(evaluate.evaluate(config, create_engines(config), known_data.AS_OF), 60)
+    collector = CareKpiCollector(store)
+    before = {f.name: f for f in collector.collect()}
+    store.put([KpiResult(catalog.get("no_show"), "main", datetime.now(UTC), (Cell(
+        (("clinic", "C9"), ("window", "7d")), {"numerator": 2, "denominator": 5}),))], 60)
+    after = {f.name: f for f in collector.collect()}
+    assert after["carekpi_no_show_numerator"] is not before["carekpi_no_show_numerator"]
+    assert after["carekpi_wait_to_be_seen_seconds"] is before["carekpi_wait_to_be_seen_seconds"]
+    assert after["carekpi_kpi_up"] is not before["carekpi_kpi_up"]
+
+
+@pytest.mark.parametrize("pool_size", [1, 2])
+def test_start_order_is_cheapest_first_with_the_heaviest_beside_them(sqlite_known: str,
+                                                                      pool_size: int) -> None:
+    from collectors import evaluate
+    from collectors.scheduler import _cost, _start_order
+
+    config = config_module.parse(known_data.config(sqlite_known), "known.yaml")
+    units = evaluate.units(config)
+    costs = [_cost(units[i]) for i in _start_order(units, {"main": pool_size})]
+    assert len(costs) == len(units) > 3
+    if pool_size == 1:  # one worker: the heaviest first would only delay the others
+        assert costs == sorted(costs)
+    else:
+        assert costs[0] == max(costs) and costs[1:] == sorted(costs[1:])

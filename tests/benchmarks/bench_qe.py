@@ -123,10 +123,10 @@ def run(dsn: str, schema: str, seconds: float, say: Say) -> dict[str, Any]:
             try:
                 time.sleep(3)
                 _get(url, timeout=120)  # warm-up: connect, first run
-                time.sleep(2)
+                time.sleep(11)  # idle backends report statistics up to 10 s late
                 before = _db_stats(dsn)
                 samples = _replicas(url, seconds)
-                time.sleep(2)
+                time.sleep(11)
                 after = _db_stats(dsn)
                 body = _get(url, timeout=120).decode()
             finally:
