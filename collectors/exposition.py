@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -226,6 +227,7 @@ class _OneFamily:
 
 
 _EOF = b"# EOF\n"
+IDLE_BODY_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -233,8 +235,8 @@ class _Bodies:
     """One content type's encoding of one snapshot version."""
 
     version: tuple[int, ...]
-    plain: bytes
-    gzipped: bytes | None
+    plain: bytes | None  # kept only while someone scrapes this format uncompressed
+    gzipped: bytes | None  # made only once someone scraped it gzip-compressed
     # id(family) -> (the family, weakly: a replaced family is freed at once; start and end
     # of its text in ``plain``)
     chunks: dict[int, tuple[weakref.ref[Metric], int, int]]
@@ -256,12 +258,17 @@ class CachedExposition:
     request are new objects every time.
     """
 
-    def __init__(self, registry: Any, versions: list[Any]) -> None:
+    def __init__(self, registry: Any, versions: list[Any],
+                 idle_seconds: float = IDLE_BODY_SECONDS) -> None:
         self.registry = registry
         self._versions = versions  # objects with a ``version`` attribute
+        self._idle_seconds = idle_seconds
         self._lock = threading.Lock()
         self._bodies: dict[str, _Bodies] = {}
-        self._zipped: set[str] = set()  # content types some scraper wanted gzip-compressed
+        self._used: dict[str, float] = {}  # content type -> monotonic time of its last scrape
+        # content types some scraper wanted gzip-compressed, and uncompressed
+        self._zipped: set[str] = set()
+        self._unzipped: set[str] = set()
         self._renewing: set[str] = set()
         self._first = threading.Lock()  # concurrent first scrapes share one encoding
 
@@ -278,8 +285,10 @@ class CachedExposition:
                zipped: bool = False) -> bytes:
         """The body ``encoder`` gives for the latest snapshot, gzip-compressed when asked."""
         with self._lock:
-            if zipped:
-                self._zipped.add(content_type)
+            (self._zipped if zipped else self._unzipped).add(content_type)
+            self._used[content_type] = now = time.monotonic()
+            if len(self._used) > 1:
+                self._forget_idle(now)
             cached = self._bodies.get(content_type)
             if (cached is not None and cached.version != self._version()
                     and content_type not in self._renewing):
@@ -291,10 +300,20 @@ class CachedExposition:
             return body
         with self._first:
             body = _pick(self._bodies.get(content_type), zipped)
-            if body is None:  # _encode compresses every content type in self._zipped
+            if body is None:  # _encode makes every form asked for so far
                 body = _pick(self._encode(encoder, content_type), zipped)
             assert body is not None
             return body
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop the bodies of a format nobody scraped for a while (a one-off curl, a
+        Prometheus that moved to another format): they would pin megabytes for good."""
+        for content_type, used in list(self._used.items()):
+            if now - used > self._idle_seconds:
+                del self._used[content_type]
+                self._bodies.pop(content_type, None)
+                self._zipped.discard(content_type)
+                self._unzipped.discard(content_type)
 
     def _renew(self, encoder: Callable[[Any], bytes], content_type: str) -> None:
         try:
@@ -309,18 +328,18 @@ class CachedExposition:
         version = self._version()
         with self._lock:
             previous = self._bodies.get(content_type)
-            zipped = content_type in self._zipped
-        if previous is not None and previous.version == version:  # only the gzip body is new
-            plain, chunks = previous.plain, previous.chunks
+            zipped, unzipped = content_type in self._zipped, content_type in self._unzipped
+        if previous is not None and previous.version == version:  # only another form is new
+            plain, chunks = _plain_of(previous), previous.chunks
         else:
             plain, chunks = self._plain(encoder, content_type, previous)
-        bodies = _Bodies(version, plain, gzip.compress(plain, compresslevel=6) if zipped
-                         else None, chunks)
+        bodies = _Bodies(version, plain if unzipped else None,
+                         gzip.compress(plain, compresslevel=6) if zipped else None, chunks)
         with self._lock:
             current = self._bodies.get(content_type)
-            # Newer wins; at the same version, the one that also holds the gzip body.
-            if current is None or (current.version, current.gzipped is not None) <= (
-                    version, bodies.gzipped is not None):
+            # Newer wins; at the same version, the one with more of the forms asked for.
+            if current is None or (current.version, _forms(current)) <= (version,
+                                                                            _forms(bodies)):
                 self._bodies[content_type] = bodies
         return bodies
 
@@ -329,7 +348,7 @@ class CachedExposition:
                ) -> tuple[bytes, dict[int, tuple[weakref.ref[Metric], int, int]]]:
         """The whole body, with the previous body's text of every family still there."""
         reuse = previous.chunks if previous is not None else {}
-        before = memoryview(previous.plain if previous is not None else b"")
+        before = memoryview(_plain_of(previous) if previous is not None else b"")
         openmetrics = content_type.startswith("application/openmetrics-text")
         chunks: dict[int, tuple[weakref.ref[Metric], int, int]] = {}
         parts: list[bytes | memoryview] = []
@@ -347,6 +366,18 @@ class CachedExposition:
         if openmetrics:
             parts.append(_EOF)
         return b"".join(parts), chunks
+
+
+def _plain_of(bodies: _Bodies) -> bytes:
+    """The uncompressed body (a Prometheus-only format keeps just the gzip one: 5 % of it)."""
+    if bodies.plain is not None:
+        return bodies.plain
+    assert bodies.gzipped is not None
+    return gzip.decompress(bodies.gzipped)
+
+
+def _forms(bodies: _Bodies) -> int:
+    return (bodies.plain is not None) + (bodies.gzipped is not None)
 
 
 def _pick(bodies: _Bodies | None, zipped: bool) -> bytes | None:

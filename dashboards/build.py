@@ -12,8 +12,7 @@ from typing import Any
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from dashboards import board, care, operations, sections
-from dashboards.panels import RUNBOOK_URL
+from dashboards import RUNBOOK_URL, board, care, operations, sections
 from kpis.config import Config
 from kpis.errors import CareKPIError
 

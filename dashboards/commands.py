@@ -7,7 +7,7 @@ from typing import NoReturn
 
 import click
 
-from dashboards.panels import RUNBOOK_URL
+from dashboards import RUNBOOK_URL
 from kpis.config import Config
 from kpis.errors import CareKPIError
 

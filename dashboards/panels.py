@@ -40,16 +40,13 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from dashboards import targets
+from dashboards import RUNBOOK_URL, targets
 from dashboards.targets import Steps
 from kpis import names
 from kpis.catalog import Kpi
 
 DATASOURCE_VAR = "datasource"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${" + DATASOURCE_VAR + "}")
-# The runbook the alerts package ships (anchors: alert names, lowercased). Operators pass the URL
-# of their published copy (`carekpi dashboards build --runbook-url`).
-RUNBOOK_URL = "alerts/RUNBOOK.md"  # as alerts.annotations.RUNBOOK_BASE_URL; override on build
 
 
 

@@ -260,6 +260,29 @@ def test_cached_exposition_is_byte_identical_to_prometheus_client(sqlite_known: 
     assert gzip.decompress(rezipped) == renewed
 
 
+def test_a_format_nobody_scrapes_any_more_is_dropped_from_the_cache(sqlite_known: str) -> None:
+    from prometheus_client.exposition import choose_encoder
+
+    from collectors import evaluate
+    from collectors.exposition import CachedExposition, CareKpiCollector
+    from collectors.service import create_engines
+    from collectors.store import Store
+
+    config = config_module.parse(known_data.config(sqlite_known), "known.yaml")
+    store = Store(config)
+    store.put(evaluate.evaluate(config, create_engines(config), known_data.AS_OF), 60)
+    registry = CollectorRegistry()
+    registry.register(CareKpiCollector(store))
+    front = CachedExposition(registry, [store], idle_seconds=0.2)
+    text = front.render(*choose_encoder(""))
+    openmetrics = front.render(*choose_encoder(PROMETHEUS_ACCEPT), True)
+    assert front.render(*choose_encoder("")) is text
+    time.sleep(0.3)
+    assert front.render(*choose_encoder(PROMETHEUS_ACCEPT), True) is openmetrics  # kept
+    again = front.render(*choose_encoder(""))  # idle past 0.2 s: encoded anew
+    assert again == text and again is not text
+
+
 def test_a_kpi_whose_results_did_not_change_keeps_its_families(sqlite_known: str) -> None:
     """What lets a renewal re-render only the refreshed unit's series."""
     from datetime import UTC, datetime

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,15 @@ from typing import Any
 import yaml
 
 from kpis import catalog
-from tests.benchmarks.bench_serve import QE_VENV, Say, _db_stats, _get, _percentiles, _port
+from tests.benchmarks.bench_serve import (
+    QE_VENV,
+    Say,
+    _db_stats,
+    _get,
+    _percentiles,
+    _port,
+    replicas,
+)
 
 WINDOWS = "(VALUES ('1h', interval '1 hour'), ('1d', interval '1 day'), " \
           "('7d', interval '7 days'), ('30d', interval '30 days')) AS w(win, span)"
@@ -87,27 +94,6 @@ def install(say: Say) -> Path:
     return exe
 
 
-def _replicas(url: str, seconds: float, period: float = 15.0) -> list[float]:
-    """Two Prometheus replicas, each scraping every ``period`` s, offset by half a period."""
-    samples: list[float] = []
-    stop = time.perf_counter() + seconds
-
-    def replica(offset: float) -> None:
-        time.sleep(offset)
-        while time.perf_counter() < stop:
-            started = time.perf_counter()
-            _get(url, timeout=60)
-            samples.append(time.perf_counter() - started)
-            time.sleep(max(0.0, period - (time.perf_counter() - started)))
-
-    threads = [threading.Thread(target=replica, args=(o,)) for o in (0.0, period / 2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return samples
-
-
 def run(dsn: str, schema: str, seconds: float, say: Say) -> dict[str, Any]:
     exe = install(say)
     out: dict[str, Any] = {}
@@ -125,7 +111,7 @@ def run(dsn: str, schema: str, seconds: float, say: Say) -> dict[str, Any]:
                 _get(url, timeout=120)  # warm-up: connect, first run
                 time.sleep(11)  # idle backends report statistics up to 10 s late
                 before = _db_stats(dsn)
-                samples = _replicas(url, seconds)
+                samples = replicas(url, seconds)
                 time.sleep(11)
                 after = _db_stats(dsn)
                 body = _get(url, timeout=120).decode()

@@ -4,12 +4,14 @@ start-up time, memory after many refreshes, and query-exporter's database time n
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -201,6 +203,53 @@ def scrape_while_refreshing(data: dict[str, Any], say: Say) -> dict[str, Any]:
     return out
 
 
+def replicas(url: str, seconds: float, period: float = 15.0) -> list[float]:
+    """Two Prometheus replicas, each scraping every ``period`` s, offset by half a period."""
+    samples: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    def replica(offset: float) -> None:
+        time.sleep(offset)
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            _get(url, timeout=60)
+            samples.append(time.perf_counter() - started)
+            time.sleep(max(0.0, period - (time.perf_counter() - started)))
+
+    threads = [threading.Thread(target=replica, args=(o,)) for o in (0.0, period / 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return samples
+
+
+def db_time(data: dict[str, Any], dsn: str, seconds: float, say: Say) -> dict[str, Any]:
+    """Database time per minute of ``carekpi serve`` (refresh interval 60 s), measured as
+    query-exporter's is: pg_stat_database.active_time of the bench database while two
+    Prometheus replicas scrape every 15 s, from just after the start-up refresh."""
+    config = parse(data, "bench.yaml")
+    expected = sum(len(u.kpis) for u in units(config))
+    with tempfile.TemporaryDirectory() as folder:
+        proc, url, _ = _serve(data, folder)
+        try:
+            _wait(url, _all_refreshed(expected), time.perf_counter() + 600)
+            time.sleep(11)  # idle backends report statistics up to 10 s late
+            before = _db_stats(dsn)
+            samples = replicas(url, seconds)
+            time.sleep(11)
+            after = _db_stats(dsn)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    out = {"carekpi_db_seconds_per_minute": round((after[1] - before[1]) / 1000 / (seconds / 60),
+                                                  3),
+           "carekpi_queries": after[0] - before[0], **_percentiles("carekpi_replica_scrape",
+                                                                    samples)}
+    say(f"carekpi with two replicas: {out}")
+    return out
+
+
 def startup(data: dict[str, Any], say: Say) -> dict[str, Any]:
     """Spawn to the first successful scrape (HTTP 200, a body Prometheus parses: its ``up``
     is 1), to the first KPI series, and to every KPI refreshed."""
@@ -239,10 +288,12 @@ def startup(data: dict[str, Any], say: Say) -> dict[str, Any]:
     return out
 
 
-def memory(data: dict[str, Any], cycles: int, say: Say) -> dict[str, Any]:
+def memory(data: dict[str, Any], cycles: int, say: Say,
+           plain_text: bool = False) -> dict[str, Any]:
     """Resident memory of ``carekpi serve`` after ``cycles`` refreshes of its heaviest unit
     (give ``data`` a 1 s refresh interval: the units then run back to back), scraped every
-    second by a Prometheus (OpenMetrics, gzip) and a plain-text client."""
+    second as Prometheus scrapes (OpenMetrics, gzip) and, with ``plain_text``, also by a
+    plain-text client (the exporter then keeps both formats' bodies)."""
     def rss(pid: int) -> float:
         status = Path(f"/proc/{pid}/status").read_text().splitlines()
         return int(next(line for line in status if line.startswith("VmRSS")).split()[1]) / 1024
@@ -258,8 +309,9 @@ def memory(data: dict[str, Any], cycles: int, say: Say) -> dict[str, Any]:
                 try:
                     request = urllib.request.Request(url, headers=PROMETHEUS_HEADERS)
                     with urllib.request.urlopen(request, timeout=30) as response:
-                        response.read()
-                    body = _get(url).decode()
+                        body = gzip.decompress(response.read()).decode()
+                    if plain_text:
+                        _get(url)
                 except OSError:
                     time.sleep(0.2)
                     continue
@@ -273,7 +325,9 @@ def memory(data: dict[str, Any], cycles: int, say: Say) -> dict[str, Any]:
         finally:
             proc.terminate()
             proc.wait(10)
-    say(f"memory: {first:.1f} MB after 1 refresh, {last:.1f} MB after {cycles} "
-        f"({time.perf_counter() - started:.0f}s)")
+    say(f"memory{' (and plain text)' if plain_text else ''}: {first:.1f} MB after 1 refresh, "
+        f"{last:.1f} MB after {cycles} ({time.perf_counter() - started:.0f}s)")
+    if plain_text:
+        return {"rss_mb_with_text_scraper": round(last, 1), "memory_cycles_with_text": cycles}
     return {"rss_mb": round(last, 1), "rss_mb_first_refresh": round(first, 1),
             "memory_cycles": cycles}
