@@ -26,19 +26,35 @@ def alerts_group() -> None:
               help="Prometheus scrape job of the exporter (for CareKPIExporterAbsent).")
 @click.option("--runbook-url", default=RUNBOOK_BASE_URL, show_default=True,
               help="Base URL of your copy of the runbook; alerts link to <url>#<alert>.")
+@click.option("--format", "fmt", type=click.Choice(["files", "prometheus-operator"]),
+              default="files", show_default=True,
+              help="Plain rule files, or PrometheusRule resources for the Prometheus Operator.")
+@click.option("--namespace", help="With prometheus-operator: the resources' namespace.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
+              help="With prometheus-operator: a label the operator's ruleSelector matches "
+                   "(repeatable), e.g. release=kube-prometheus-stack.")
 def build_command(config_path: Path | None, out_dir: Path, tests_out: Path | None, job: str,
-                  runbook_url: str) -> None:
+                  runbook_url: str, fmt: str, namespace: str | None,
+                  labels: tuple[str, ...]) -> None:
     """Write the rule files (deterministic: same input, same bytes).
 
+    \b
     Example: carekpi alerts build --config carekpi.yaml --out alerts/generated
+             carekpi alerts build --config carekpi.yaml --out k8s \\
+                 --format prometheus-operator --label release=kube-prometheus-stack
     """
     import os
 
-    from alerts import build, promtool_tests
+    from alerts import build, operator, promtool_tests
     from kpis import config as kpi_config
+    from kpis import names
 
     config = kpi_config.load(config_path) if config_path is not None else None
-    written = build.write(config, out_dir, job=job, runbook_base=runbook_url)
+    files = build.build_files(config, job=job, runbook_base=runbook_url)
+    if fmt == "prometheus-operator":
+        files = operator.build_file(files, namespace=namespace,
+                                    labels=names.resource_labels(labels))
+    written = build.write_texts(files, out_dir)
     if tests_out is not None:
         rules_dir = Path(os.path.relpath(out_dir.resolve(), tests_out.resolve())).as_posix()
         written += promtool_tests.write_unit_tests(config, tests_out, rules_dir=rules_dir,

@@ -38,15 +38,25 @@ def dashboards_group() -> None:
               help="Directory to write the dashboard JSON files into.")
 @click.option("--runbook-url", default=RUNBOOK_URL, show_default=True,
               help="URL of your published runbook; panels link to its alert anchors.")
-def build_command(config_path: str | None, out_dir: str, runbook_url: str) -> None:
+@click.option("--format", "fmt", type=click.Choice(["json", "configmap"]), default="json",
+              show_default=True, help="JSON files, or ConfigMaps for Grafana's dashboard "
+                                      "sidecar (kube-prometheus-stack).")
+@click.option("--namespace", help="With configmap: the ConfigMaps' namespace.")
+def build_command(config_path: str | None, out_dir: str, runbook_url: str, fmt: str,
+                  namespace: str | None) -> None:
     """Write every dashboard as deterministic JSON.
 
+    \b
     Example: carekpi dashboards build --config carekpi.yaml --out /var/lib/grafana/carekpi
+             carekpi dashboards build --config carekpi.yaml --out k8s --format configmap
     """
-    from dashboards import build
+    from dashboards import build, configmap
 
     try:
-        written = build.write(_config(config_path), out_dir, runbook_base=runbook_url)
+        files = build.build_files(_config(config_path), runbook_base=runbook_url)
+        if fmt == "configmap":
+            files = configmap.build_file(files, namespace=namespace)
+        written = build.write_texts(files, out_dir)
     except CareKPIError as exc:
         _fail(exc)
     for path in written:

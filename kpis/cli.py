@@ -379,9 +379,10 @@ def _prepare_sqlite_folder(url: str) -> None:
 
 from alerts.commands import alerts_group  # noqa: E402
 from checks.commands import checks_group  # noqa: E402
+from collectors.deploy_commands import deploy_group  # noqa: E402
 from dashboards.commands import dashboards_group  # noqa: E402
 
-for _group in (alerts_group, dashboards_group, checks_group):
+for _group in (alerts_group, dashboards_group, checks_group, deploy_group):
     # The same help options however the group is reached (click caches a command's help
     # option the first time it is built, so a group invoked on its own must agree).
     _group.context_settings.setdefault("help_option_names", HELP_OPTIONS)

@@ -127,3 +127,17 @@ ALERT_STALE_FEED = "CareKPIStaleFeed"
 
 KPI_REFRESH_INTERVAL = f"{PREFIX}_kpi_refresh_interval_seconds"
 EXCLUDED_RECORDS = f"{PREFIX}_kpi_excluded_records"  # gauge per kpi, reason, window
+
+
+def resource_labels(pairs: tuple[str, ...], option: str = "--label") -> dict[str, str]:
+    """Kubernetes resource labels given as ``KEY=VALUE`` on the command line (the Prometheus
+    Operator's rule and ServiceMonitor selectors match them)."""
+    from kpis.errors import CareKPIError
+
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CareKPIError(f"{option} {pair!r}: expected KEY=VALUE")
+        labels[key.strip()] = value.strip()
+    return labels
