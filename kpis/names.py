@@ -31,8 +31,8 @@ BUILD_INFO = f"{PREFIX}_build"  # info: exposed as carekpi_build_info
 # Data-quality checks (issue: checks).
 CHECK_PASSED = f"{PREFIX}_check_passed"
 CHECK_OBSERVED_RATIO = f"{PREFIX}_check_observed_ratio"
-CHECK_UNEXPECTED = f"{PREFIX}_check_unexpected_count"
-CHECK_ELEMENTS = f"{PREFIX}_check_element_count"
+CHECK_UNEXPECTED = f"{PREFIX}_check_unexpected_elements"
+CHECK_ELEMENTS = f"{PREFIX}_check_elements"
 CHECK_LAST_RUN = f"{PREFIX}_check_last_run_timestamp_seconds"
 CHECK_DURATION = f"{PREFIX}_check_duration_seconds"
 

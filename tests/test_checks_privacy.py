@@ -83,7 +83,7 @@ def test_junit_and_metrics_shape(fresh_database, tmp_path):
     assert failure is not None and failure.get("message", "").startswith(
         "2 of 50 records unexpected")
     text = metrics.read_text()
-    assert ('carekpi_check_unexpected_count{check="conformance",column="status",'
+    assert ('carekpi_check_unexpected_elements{check="conformance",column="status",'
             'entity="appointments",severity="error"} 2.0') in text
     assert ('carekpi_check_passed{check="freshness",column="created",'
             'entity="appointments",severity="warning"} 1.0') in text
