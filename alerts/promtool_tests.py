@@ -50,15 +50,18 @@ def stale_feed_test(item: settings.KpiRules, runbook_base: str) -> Test:
 
 
 def refresh_stale_test(runbook_base: str) -> Test:
-    """no_show last refreshed at 0 with a 60 s interval: firing at 10m; wait refreshes: silent."""
+    """Per window: no_show's 1h last refreshed at 0 with a 60 s interval: firing at 10m; its
+    30d window (15 min interval), also not refreshed since 0, and wait's 1h: silent."""
     rule = health.refresh_stale_alert(runbook_base)
     inputs = []
-    for kpi, values in (("no_show", "0+0x15"), ("wait_to_be_seen", "0+60x15")):
-        labels = {"kpi": kpi, "source": SOURCE}
+    for kpi, window, every, values in (("no_show", "1h", 60, "0+0x15"),
+                                       ("no_show", "30d", 900, "0+0x15"),
+                                       ("wait_to_be_seen", "1h", 60, "0+60x15")):
+        labels = {"kpi": kpi, "source": SOURCE, "window": window}
         inputs.append({"series": selector(names.KPI_LAST_SUCCESS, **labels),
                        "values": values})
-        inputs.append(series(names.KPI_REFRESH_INTERVAL, 60, 15, **labels))
-    expected = _firing(rule, {"kpi": "no_show", "source": SOURCE}, 600.0)
+        inputs.append(series(names.KPI_REFRESH_INTERVAL, every, 15, **labels))
+    expected = _firing(rule, {"kpi": "no_show", "source": SOURCE, "window": "1h"}, 600.0)
     return _cases(rule["alert"], inputs, [("4m", []), ("10m", [expected])])
 
 

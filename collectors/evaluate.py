@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +19,14 @@ import sqlalchemy as sa
 
 from collectors import access_plans, response_plans
 from collectors.labels import LabelCaps
+from collectors.load import LoadMeter
 from collectors.plan import Context, Plan, at
 from collectors.query import compose, decode
 from collectors.source import MappedEntity
-from kpis import catalog, model, targets
+from kpis import cadence, catalog, model, targets
 from kpis.catalog import Kpi
 from kpis.config import Config
+from kpis.durations import format_seconds
 from kpis.snapshot import Cell, KpiResult
 
 log = logging.getLogger("carekpi.collectors")
@@ -35,16 +37,29 @@ _OPTIONAL = {"clinic", "channel", "queue", "priority", "department"}
 
 @dataclass(frozen=True)
 class Unit:
-    """A refresh unit: KPIs evaluated by one query on one source."""
+    """A refresh unit: KPIs evaluated by one query on one source, for some of the windows."""
 
     source: str
     entity: str | None  # None: the freshness unit of the source
     kpis: tuple[Kpi, ...]
     interval: float
+    windows: tuple[float, ...] | None = None  # seconds; None: every configured window
 
     @property
     def name(self) -> str:
-        return f"{self.source}/{self.entity or 'freshness'}/{'+'.join(k.key for k in self.kpis)}"
+        return f"{self.source}/{self.label}"
+
+    @property
+    def window_labels(self) -> tuple[str, ...]:
+        """The windows this unit refreshes; () for every window (or a windowless KPI)."""
+        return tuple(map(format_seconds, self.windows)) if self.windows else ()
+
+    @property
+    def label(self) -> str:
+        """The unit within its source, as the ``unit`` label of the load metrics."""
+        kpis = "+".join(k.key for k in self.kpis)
+        windows = f"@{','.join(self.window_labels)}" if self.windows else ""
+        return f"{self.entity or 'freshness'}/{kpis}{windows}"
 
 
 def unavailable_reason(kpi: Kpi, config: Config) -> str | None:
@@ -60,8 +75,10 @@ def unavailable_reason(kpi: Kpi, config: Config) -> str | None:
     return None
 
 
-def units(config: Config) -> list[Unit]:
-    """Refresh units in a stable order: mergeable KPIs share a unit."""
+def units(config: Config, cadences: bool = True) -> list[Unit]:
+    """Refresh units in a stable order: mergeable KPIs share a unit. With ``cadences``, one
+    unit per group of windows sharing a refresh interval (kpis/cadence.py), each scanning only
+    its own range; without, one unit for all windows (``collect --once``)."""
     grouped: dict[tuple[Any, ...], list[Kpi]] = {}
     for kpi in catalog.load():
         if not targets.enabled(kpi, config) or unavailable_reason(kpi, config):
@@ -69,10 +86,10 @@ def units(config: Config) -> list[Unit]:
         if kpi.kind == "freshness":
             continue
         source = config.entities[kpi.entity].source
-        interval = _interval(config, kpi, source)
-        key = (source, kpi.entity, interval, *_merge_key(kpi))
-        grouped.setdefault(key, []).append(kpi)
-    out = [Unit(key[0], key[1], tuple(kpis), key[2]) for key, kpis in grouped.items()]
+        for interval, windows in _cadences(config, kpi, source, cadences):
+            key = (source, kpi.entity, interval, windows, *_merge_key(kpi))
+            grouped.setdefault(key, []).append(kpi)
+    out = [Unit(key[0], key[1], tuple(kpis), key[2], key[3]) for key, kpis in grouped.items()]
     freshness = catalog.get("freshness")
     if targets.enabled(freshness, config):
         for source in sorted({e.source for e in config.entities.values()}):
@@ -86,6 +103,20 @@ def _interval(config: Config, kpi: Kpi, source: str) -> float:
     return (override or config.sources[source].refresh_interval).seconds
 
 
+def _cadences(config: Config, kpi: Kpi, source: str, split: bool
+              ) -> list[tuple[float, tuple[float, ...] | None]]:
+    base = _interval(config, kpi, source)
+    if not split or kpi.kind == "backlog":  # a backlog is a "now" value, without windows
+        return [(base, None)]
+    windows = [w.seconds for w in config.kpis.windows]
+    if len(windows) == 1:
+        return [(base, None)]
+    overrides = (config.sources[source].window_intervals,
+                 config.kpis.settings(kpi.key).window_intervals)
+    groups = cadence.groups(windows, base, *overrides)
+    return [(interval, None if len(groups) == 1 else ws) for interval, ws in groups]
+
+
 def _merge_key(kpi: Kpi) -> tuple[Any, ...]:
     if kpi.anchor == "deadline" or kpi.kind == "backlog" or kpi.key == "first_contact_resolution":
         return (kpi.key,)
@@ -93,16 +124,20 @@ def _merge_key(kpi: Kpi) -> tuple[Any, ...]:
 
 
 def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
-             caps: LabelCaps) -> list[KpiResult]:
-    """Evaluate one unit; never raises for database or mapping errors (they become results)."""
-    ctx = Context(config, as_of)
+             caps: LabelCaps, load: LoadMeter | None = None) -> list[KpiResult]:
+    """Evaluate one unit; never raises for database or mapping errors (they become results).
+    ``load`` accumulates the unit's query time, queries and rows."""
+    ctx = Context(config, as_of, unit.windows)
+    meter = load or LoadMeter()
     if unit.entity is None:
-        return [_freshness(engine, ctx, unit)]
+        return [_freshness(engine, ctx, unit, meter)]
     entity = MappedEntity(unit.entity, config.entities[unit.entity])
     started = time.perf_counter()
     try:
         plans = [BUILDERS[k.key](ctx, k, entity) for k in unit.kpis]
-        cells, rows = _execute(engine, entity, plans)
+        with meter.timed(unit.source, unit.label) as counted:
+            cells, rows = _execute(engine, entity, plans)
+            counted.append(rows)
     except Exception as exc:
         # Retry KPI by KPI only for a query error: a timeout (a lock, a slow plan) would just
         # cost one more timeout per KPI, and an unreachable source fails them all anyway.
@@ -110,12 +145,11 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
             log.info("merged query %s failed (%s); evaluating its KPIs one by one",
                      unit.name, describe_error(exc))
             return [r for kpi in unit.kpis for r in run_unit(
-                engine, config, Unit(unit.source, unit.entity, (kpi,), unit.interval),
-                as_of, caps)]
+                engine, config, replace(unit, kpis=(kpi,)), as_of, caps, load)]
         return [_failed(unit, kpi, as_of, exc, started) for kpi in unit.kpis]
     elapsed = time.perf_counter() - started
     return [KpiResult(kpi, unit.source, as_of, tuple(caps.fold(kpi, c)), None, None, elapsed,
-                      rows) for kpi, c in zip(unit.kpis, cells, strict=True)]
+                      rows, unit.window_labels) for kpi, c in zip(unit.kpis, cells, strict=True)]
 
 
 def _execute(engine: sa.Engine, entity: MappedEntity, plans: list[Plan]
@@ -135,13 +169,13 @@ def _set_zone(conn: sa.Connection, entity: MappedEntity) -> None:
                      {"zone": entity.config.timezone})
 
 
-def _freshness(engine: sa.Engine, ctx: Context, unit: Unit) -> KpiResult:
+def _freshness(engine: sa.Engine, ctx: Context, unit: Unit, meter: LoadMeter) -> KpiResult:
     """Newest record per entity of the source (MAX on the raw column, bounded by now)."""
     kpi, started, cells = unit.kpis[0], time.perf_counter(), []
     names = sorted(n for n, e in ctx.config.entities.items() if e.source == unit.source
                    and e.mapped(model.FRESHNESS_FIELD[n]))
     try:
-        with engine.connect() as conn:
+        with meter.timed(unit.source, unit.label) as counted, engine.connect() as conn:
             for name in names:
                 entity = MappedEntity(name, ctx.config.entities[name])
                 _set_zone(conn, entity)
@@ -149,6 +183,7 @@ def _freshness(engine: sa.Engine, ctx: Context, unit: Unit) -> KpiResult:
                 query = sa.select(sa.func.max(col)).select_from(entity.from_).where(
                     col <= at(ctx.now(entity)))
                 newest = entity.instant(conn.execute(query).scalar())
+                counted.append(1)
                 if newest is not None:
                     cells.append(Cell((("entity", name),), {"timestamp": newest.timestamp()}))
             conn.rollback()
@@ -163,7 +198,7 @@ def _failed(unit: Unit, kpi: Kpi, as_of: datetime, exc: BaseException, started: 
     message = describe_error(exc)
     log.warning("refresh of %s on source %s failed: %s", kpi.key, unit.source, message)
     return KpiResult(kpi, unit.source, as_of, (), None, message,
-                     time.perf_counter() - started, 0)
+                     time.perf_counter() - started, 0, unit.window_labels)
 
 
 _TIMEOUT_WORDS = ("statement timeout", "max_statement_time", "max_execution_time",
@@ -230,7 +265,7 @@ def evaluate(config: Config, engines: dict[str, sa.Engine], as_of: datetime | No
     caps = caps or LabelCaps(config.labels)
     wanted = set(only) if only else None
     results = []
-    for unit in units(config):
+    for unit in units(config, cadences=False):
         if wanted and not wanted & {k.key for k in unit.kpis}:
             continue
         results.extend(run_unit(engines[unit.source], config, unit, as_of, caps))

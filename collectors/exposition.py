@@ -30,7 +30,8 @@ from prometheus_client.samples import Sample
 from collectors.store import Store
 from kpis import __version__, catalog, names, targets
 from kpis.catalog import Kpi
-from kpis.snapshot import EXCLUDED, KpiResult
+from kpis.durations import format_seconds
+from kpis.snapshot import EXCLUDED, KpiResult, with_empty_windows
 
 log = logging.getLogger("carekpi.exposition")
 
@@ -73,8 +74,9 @@ class CareKpiCollector(Collector):
                 ids = tuple(map(id, fresh))
                 kept = self._per_kpi.get(kpi.key)
                 if kept is None or kept.ids != ids:
-                    kept = _KpiFamilies(ids, fresh, list(kpi_families(kpi, fresh)),
-                                        _exclusions(kpi, fresh))
+                    filled = with_empty_windows(fresh)
+                    kept = _KpiFamilies(ids, fresh, list(kpi_families(kpi, filled)),
+                                        _exclusions(kpi, filled))
                 per_kpi[kpi.key] = kept
                 yield from kept.families
                 excluded.samples.extend(kept.excluded)
@@ -112,35 +114,44 @@ class CareKpiCollector(Collector):
             up.add_metric([source], 1.0 if ok else 0.0)
         yield up
         labels = [names.KPI, names.SOURCE]
-        kpi_up = GaugeMetricFamily(names.KPI_UP, "Last refresh of the KPI succeeded.",
-                                   labels=labels)
-        last = GaugeMetricFamily(names.KPI_LAST_SUCCESS, "Unix time of the KPI's last "
-                                 "successful refresh.", labels=labels)
-        took = GaugeMetricFamily(names.KPI_REFRESH_DURATION, "Seconds the KPI's last refresh "
-                                 "took (its merged query).", labels=labels)
-        every = GaugeMetricFamily(names.KPI_REFRESH_INTERVAL, "Configured refresh interval.",
-                                  labels=labels)
+        per_window = [*labels, names.WINDOW]
+        kpi_up = GaugeMetricFamily(names.KPI_UP, "Last refresh of every window of the KPI "
+                                   "succeeded.", labels=labels)
+        last = GaugeMetricFamily(names.KPI_LAST_SUCCESS, "Unix time of the last successful "
+                                 "refresh of the KPI's window.", labels=per_window)
+        took = GaugeMetricFamily(names.KPI_REFRESH_DURATION, "Seconds the last refresh of the "
+                                 "KPI's window took (its merged query).", labels=per_window)
+        every = GaugeMetricFamily(names.KPI_REFRESH_INTERVAL, "Configured refresh interval of "
+                                  "the KPI's window.", labels=per_window)
         errors = CounterMetricFamily(names.KPI_REFRESH_ERRORS, "Failed refreshes of the KPI.",
                                      labels=labels)
         rows = CounterMetricFamily(names.KPI_ROWS_READ, "Result rows read for the KPI.",
                                    labels=labels)
         available = GaugeMetricFamily(names.KPI_AVAILABLE, "The mapping provides the KPI (1); "
                                       "0 with the reason.", labels=[names.KPI, "reason"])
+        groups: dict[tuple[str, str], list[KpiResult]] = {}
         for result in results:
-            key = [result.kpi.key, result.source]
             if result.unavailable is not None:
                 available.add_metric([result.kpi.key, result.unavailable], 0.0)
-                continue
-            stats = store.stats(result.kpi.key, result.source)
-            available.add_metric([result.kpi.key, ""], 1.0)
-            kpi_up.add_metric(key, 1.0 if result.error is None else 0.0)
-            if stats.last_success is not None:
-                last.add_metric(key, stats.last_success)
-            took.add_metric(key, result.duration_seconds)
-            every.add_metric(key, stats.interval)
-            errors.add_metric(key, stats.errors)
-            rows.add_metric(key, stats.rows)
+            else:
+                groups.setdefault((result.kpi.key, result.source), []).append(result)
+        all_windows = tuple(format_seconds(w.seconds) for w in store.config.kpis.windows)
+        for (kpi, source), group in groups.items():
+            combined = store.stats(kpi, source)
+            available.add_metric([kpi, ""], 1.0)
+            kpi_up.add_metric([kpi, source], float(all(r.error is None for r in group)))
+            errors.add_metric([kpi, source], combined.errors)
+            rows.add_metric([kpi, source], combined.rows)
+            for result in group:
+                stats = store.stats(kpi, source, result.windows)
+                windowed = result.kpi.kind not in ("backlog", "freshness")
+                for window in result.windows or (all_windows if windowed else ("",)):
+                    if stats.last_success is not None:
+                        last.add_metric([kpi, source, window], stats.last_success)
+                    took.add_metric([kpi, source, window], result.duration_seconds)
+                    every.add_metric([kpi, source, window], stats.interval)
         yield from (kpi_up, last, took, every, errors, rows, available)
+        yield from _load(store)
         folded = CounterMetricFamily(names.LABEL_VALUES_FOLDED, "Label values folded into "
                                      "'other' past the label's cap.", labels=["label"])
         for label, count in sorted(store.caps.folded.items()):
@@ -149,6 +160,25 @@ class CareKpiCollector(Collector):
         info = InfoMetricFamily(names.BUILD_INFO, "CareKPI build information.")
         info.add_metric([], {"version": __version__})
         yield info
+
+
+def _load(store: Store) -> Iterator[Metric]:
+    """What the refreshes cost each source, per unit (client-measured)."""
+    labels = [names.SOURCE, names.UNIT]
+    seconds = CounterMetricFamily(names.SOURCE_QUERY_SECONDS, "Seconds spent in the source's "
+                                  "queries (measured by CareKPI, connect to end of transaction)"
+                                  " per refresh unit; rate(...) * 60 is database seconds per "
+                                  "minute.", labels=labels)
+    queries = CounterMetricFamily(names.SOURCE_QUERIES, "Queries run on the source per refresh "
+                                  "unit.", labels=labels)
+    rows = CounterMetricFamily(names.SOURCE_ROWS_READ, "Result rows the source returned per "
+                               "refresh unit (aggregates, not the rows it scanned).",
+                               labels=labels)
+    for (source, unit), load in sorted(store.load.totals().items()):
+        seconds.add_metric([source, unit], load.seconds)
+        queries.add_metric([source, unit], load.queries)
+        rows.add_metric([source, unit], load.rows)
+    yield from (seconds, queries, rows)
 
 
 def kpi_families(kpi: Kpi, results: list[KpiResult]) -> Iterator[Metric]:

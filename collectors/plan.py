@@ -52,10 +52,14 @@ class Context:
 
     config: Config
     as_of: datetime  # aware, UTC
+    only: tuple[float, ...] | None = None  # the windows refreshed now (seconds); None: all
 
     @property
     def windows(self) -> list[tuple[str, float]]:
-        return [(format_seconds(w.seconds), w.seconds) for w in self.config.kpis.windows]
+        """(label, seconds) of the windows evaluated, shortest first: plans scan only their
+        range, so a refresh of the short windows reads a day of rows, not a month."""
+        return [(format_seconds(w.seconds), w.seconds) for w in self.config.kpis.windows
+                if self.only is None or w.seconds in self.only]
 
     def settings(self, kpi: Kpi) -> KpiSettings:
         return self.config.kpis.settings(kpi.key)

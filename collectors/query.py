@@ -5,10 +5,12 @@ window that holds it (its *slot*) and grouped by labels and slot; a window's num
 running sum over slots, added up in Python. Each measure is thus aggregated once, not once per
 window.
 
-Per-row values (a wait, a business-time delay) are tested against every histogram bucket. On
-PostgreSQL and SQLite they are computed once, in a sub-query that the planners cannot inline
-(it carries a LIMIT). MariaDB/MySQL would materialise such a sub-query into a temporary table,
-so there they are inlined, except when costly per row (business-time arithmetic).
+Per-row values (a wait, a business-time delay) become a histogram bucket index, one more
+grouping key (``width_bucket`` on PostgreSQL, a CASE elsewhere), whose group counts are added
+up in Python. On PostgreSQL and SQLite the values are computed once, in a sub-query that the
+planners cannot inline (it carries a LIMIT). MariaDB/MySQL would materialise such a sub-query
+into a temporary table, so there they are inlined, except when costly per row (business-time
+arithmetic).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement, Select
 
 from collectors.plan import Plan
-from collectors.sqlfuncs import count_if, number, sum_if
+from collectors.sqlfuncs import bucket_index, count_if, number, sum_if
 from kpis.snapshot import Cell, Histogram
 
 _NO_LIMIT = 2**62
@@ -33,7 +36,7 @@ _PIPELINED_SUBQUERIES = ("postgresql", "sqlite")
 class _Column:
     plan: int
     measure: int
-    part: str  # "n" (count), "sum", or "le<i>"
+    part: str  # "n" (count) or "sum"; bucket counts are keyed "b<i>" when decoded
 
 
 def _row_values(plans: list[Plan]) -> dict[str, ColumnElement[Any]]:
@@ -59,7 +62,11 @@ def _fenced(plans: list[Plan], dialect: str) -> bool:
 
 
 def compose(plans: list[Plan], dialect: str = "postgresql") -> tuple[Select[Any], list[_Column]]:
-    """One SELECT for plans sharing entity, row predicate, windows and labels."""
+    """One SELECT for plans sharing entity, row predicate, windows and labels.
+
+    Grouped by labels, slot and each histogram's bucket index (NULL for a row the histogram
+    does not count): a histogram costs one grouping key and one sum, not a count per bound.
+    """
     first = plans[0]
     values = _row_values(plans)
     fenced = _fenced(plans, dialect)
@@ -70,32 +77,43 @@ def compose(plans: list[Plan], dialect: str = "postgresql") -> tuple[Select[Any]
         ref: dict[str, ColumnElement[Any]] = {name: inner.c[name] for name in values}
     else:
         ref = values
-    keys = [f"d{i}" for i in range(len(first.dims))] + ["slot"]
-    selected: list[ColumnElement[Any]] = [ref[k].label(k) for k in keys]
+    keys: list[ColumnElement[Any]] = [ref[f"d{i}"].label(f"d{i}") for i in range(len(first.dims))]
+    keys.append(ref["slot"].label("slot"))
     layout: list[_Column] = []
+    aggregates: list[ColumnElement[Any]] = [sa.func.count().label("rows")]
     for p, plan in enumerate(plans):
         for m, measure in enumerate(plan.measures):
             when = ref[f"f{p}_{m}"]
             if measure.value is None:
                 layout.append(_Column(p, m, "n"))
-                selected.append(count_if(when))
+                aggregates.append(count_if(when))
                 continue
             value = ref[f"v{p}_{m}"]
             counted = sa.and_(when, value >= number(0))
-            layout += [_Column(p, m, "n"), _Column(p, m, "sum")]
-            selected += [count_if(counted), sum_if(counted, value)]
-            for b, bound in enumerate(measure.buckets):
-                layout.append(_Column(p, m, f"le{b}"))
-                selected.append(count_if(sa.and_(counted, value <= number(bound))))
-    query = sa.select(*selected)
+            keys.append(sa.case((counted, bucket_index(value, measure.buckets)),
+                                else_=sa.null()).label(f"b{p}_{m}"))
+            layout.append(_Column(p, m, "sum"))
+            aggregates.append(sum_if(counted, value))
+    query = sa.select(*keys, *aggregates)
     query = query.select_from(inner) if fenced else query.select_from(first.entity.from_).where(
         first.where)
     query = query.group_by(*(sa.literal_column(str(i + 1)) for i in range(len(keys))))
     return query, layout
+
+
+def _histograms(plans: list[Plan]) -> list[tuple[int, int]]:
+    """(plan, measure) of each histogram, in the order of their bucket keys."""
+    return [(p, m) for p, plan in enumerate(plans) for m, measure in enumerate(plan.measures)
+            if measure.value is not None]
+
+
 def decode(plans: list[Plan], layout: list[_Column], rows: Sequence[Any]) -> list[list[Cell]]:
-    """Cells per plan, one per (labels, window): running sums over the slots."""
+    """Cells per plan, one per (labels, window): running sums over the slots, with each
+    histogram's bucket counts accumulated from its groups."""
     first = plans[0]
     ndims = len(first.dims)
+    histograms = _histograms(plans)
+    nkeys = ndims + 1 + len(histograms)
     by_slot: dict[tuple[Any, ...], dict[int, dict[tuple[int, int, str], float]]] = defaultdict(
         dict)
     for row in rows:
@@ -103,9 +121,13 @@ def decode(plans: list[Plan], layout: list[_Column], rows: Sequence[Any]) -> lis
         if slot is None:
             continue
         dims = tuple(_label_value(v) for v in row[:ndims])
-        parts = {(c.plan, c.measure, c.part): float(v or 0) for c, v in
-                 zip(layout, row[ndims + 1:], strict=True)}
-        by_slot[dims][int(slot)] = parts
+        parts = by_slot[dims].setdefault(int(slot), defaultdict(float))
+        count = float(row[nkeys])
+        for (p, m), bucket in zip(histograms, row[ndims + 1:nkeys], strict=True):
+            if bucket is not None:
+                parts[(p, m, f"b{int(bucket)}")] += count
+        for c, v in zip(layout, row[nkeys + 1:], strict=True):
+            parts[(c.plan, c.measure, c.part)] += float(v or 0)
     out: list[list[Cell]] = [[] for _ in plans]
     for dims, slots in by_slot.items():
         labels = tuple(zip((name for name, _ in first.dims), dims, strict=True))
@@ -125,11 +147,12 @@ def _cell(p: int, plan: Plan, labels: tuple[tuple[str, str], ...],
     histogram = None
     for m, measure in enumerate(plan.measures):
         if measure.value is None:
-            counts[measure.name] = parts[(p, m, "n")]
+            counts[measure.name] = parts.get((p, m, "n"), 0.0)
             continue
-        cumulative = tuple(int(parts[(p, m, f"le{b}")]) for b in range(len(measure.buckets)))
-        histogram = Histogram(measure.buckets, cumulative, int(parts[(p, m, "n")]),
-                              round(parts[(p, m, "sum")], 3))
+        per_bucket = [int(parts.get((p, m, f"b{b}"), 0)) for b in range(len(measure.buckets) + 1)]
+        cumulative = tuple(accumulate(per_bucket[:-1]))
+        histogram = Histogram(measure.buckets, cumulative, sum(per_bucket),
+                              round(parts.get((p, m, "sum"), 0.0), 3))
     return Cell(labels, counts, histogram)
 
 

@@ -106,8 +106,9 @@ class Scheduler:
         if self.store.source_up().get(unit.source) is False:
             # No connection attempt per unit while down: the health check probes with backoff.
             as_of = self.clock()
-            self.store.put([KpiResult(kpi, unit.source, as_of, error="source down")
-                            for kpi in unit.kpis], unit.interval)
+            self.store.put([KpiResult(kpi, unit.source, as_of, error="source down",
+                                      windows=unit.window_labels) for kpi in unit.kpis],
+                           unit.interval)
             return
         self._in_flight.add(index)
         self._pools[unit.source].submit(self._refresh, index, unit)
@@ -115,7 +116,7 @@ class Scheduler:
     def _refresh(self, index: int, unit: Unit) -> None:
         try:
             results = evaluate.run_unit(self.engines[unit.source], self.store.config, unit,
-                                        self.clock(), self.store.caps)
+                                        self.clock(), self.store.caps, self.store.load)
             self.store.put(results, unit.interval)
             if any(r.error is not None for r in results):
                 self._check_soon(unit.source)

@@ -147,3 +147,38 @@ def count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 def sum_if(condition: ColumnElement[bool], value: ColumnElement[Any]) -> ColumnElement[float]:
     return SumIf(condition, value)
+
+
+class BucketIndex(FunctionElement[int]):
+    """The index of the first upper bound ``>= value`` (``len(bounds)`` past the last one):
+    a histogram's bucket, so rows group by bucket instead of one counted column per bound."""
+
+    type = sa.Integer()
+    inherit_cache = False
+    name = "bucket_index"
+
+    def __init__(self, value: ColumnElement[Any], bounds: tuple[float, ...]) -> None:
+        super().__init__(value)
+        self.bounds = bounds
+
+
+@compiles(BucketIndex, "postgresql")
+def _pg_bucket(element: BucketIndex, compiler: Any, **kw: Any) -> str:
+    # width_bucket counts the thresholds <= its operand; on the negated (ascending) bounds
+    # that is the number of bounds >= value, so the index is len(bounds) minus it.
+    (value,) = list(element.clauses)
+    negated = ", ".join(repr(-float(b)) for b in reversed(element.bounds))
+    return (f"({len(element.bounds)} - width_bucket(CAST(-({compiler.process(value, **kw)}) "
+            f"AS DOUBLE PRECISION), ARRAY[{negated}]::DOUBLE PRECISION[]))")
+
+
+@compiles(BucketIndex)
+def _case_bucket(element: BucketIndex, compiler: Any, **kw: Any) -> str:
+    (value,) = list(element.clauses)
+    v = compiler.process(value, **kw)
+    whens = " ".join(f"WHEN {v} <= {float(b)!r} THEN {i}" for i, b in enumerate(element.bounds))
+    return f"CASE {whens} ELSE {len(element.bounds)} END"
+
+
+def bucket_index(value: ColumnElement[Any], bounds: tuple[float, ...]) -> ColumnElement[int]:
+    return BucketIndex(value, bounds)

@@ -1,4 +1,6 @@
-"""The latest completed snapshot per KPI and source, with refresh statistics.
+"""The latest completed snapshot per KPI, source and group of windows (windows refreshed
+together, on their own interval: kpis/cadence.py), with refresh statistics and the load
+the refreshes put on each source.
 
 Written by the refresh workers, read by scrapes; every access is under one lock and every
 read returns immutable values.
@@ -11,6 +13,7 @@ import time
 from dataclasses import dataclass, replace
 
 from collectors.labels import LabelCaps
+from collectors.load import LoadMeter
 from kpis.config import Config
 from kpis.snapshot import KpiResult
 
@@ -23,15 +26,33 @@ class Stats:
     rows: int = 0
 
 
+Key = tuple[str, str, tuple[str, ...]]  # kpi, source, windows refreshed together
+
+
+def _key(result: KpiResult) -> Key:
+    return result.kpi.key, result.source, result.windows
+
+
+def _combined(parts: list[Stats]) -> Stats:
+    """A KPI's statistics over its window groups: the stalest success, every error and row."""
+    if not parts:
+        return Stats()
+    successes = [s.last_success for s in parts]
+    return Stats(min(s.interval for s in parts),
+                 None if None in successes else min(s for s in successes if s is not None),
+                 sum(s.errors for s in parts), sum(s.rows for s in parts))
+
+
 class Store:
     def __init__(self, config: Config, stale_after_intervals: float = 3.0) -> None:
         self.config = config
         self.caps = LabelCaps(config.labels)
         self.stale_after = stale_after_intervals
         self._lock = threading.Lock()
-        self._results: dict[tuple[str, str], KpiResult] = {}
-        self._good: dict[tuple[str, str], KpiResult] = {}
-        self._stats: dict[tuple[str, str], Stats] = {}
+        self._results: dict[Key, KpiResult] = {}
+        self._good: dict[Key, KpiResult] = {}
+        self._stats: dict[Key, Stats] = {}
+        self.load = LoadMeter()
         self._source_up: dict[str, bool] = {}
         self._version = 0
 
@@ -42,7 +63,7 @@ class Store:
     def put(self, results: list[KpiResult], interval: float) -> None:
         with self._lock:
             for result in results:
-                key = (result.kpi.key, result.source)
+                key = _key(result)
                 stats = self._stats.get(key, Stats(interval))
                 if result.ok:
                     self._good[key] = result
@@ -61,8 +82,8 @@ class Store:
                 self._version += 1
 
     def results(self) -> list[KpiResult]:
-        """The latest result per KPI and source; a failed refresh shows the last good cells
-        (its error stays visible through carekpi_kpi_up) until they go stale."""
+        """The latest result per KPI, source and window group; a failed refresh shows the last
+        good cells (its error stays visible through carekpi_kpi_up) until they go stale."""
         with self._lock:
             out = []
             for key, result in self._results.items():
@@ -75,16 +96,20 @@ class Store:
 
     def servable(self, result: KpiResult) -> bool:
         """Cells older than a few refresh intervals are dropped rather than served stale."""
-        stats = self.stats(result.kpi.key, result.source)
+        stats = self.stats(result.kpi.key, result.source, result.windows)
         if result.error is None:
             return True
         if stats.last_success is None:
             return False
         return time.time() - stats.last_success <= self.stale_after * max(stats.interval, 1.0)
 
-    def stats(self, kpi: str, source: str) -> Stats:
+    def stats(self, kpi: str, source: str, windows: tuple[str, ...] | None = None) -> Stats:
+        """One window group's statistics; without ``windows``, all groups' combined."""
         with self._lock:
-            return self._stats.get((kpi, source), Stats())
+            if windows is not None:
+                return self._stats.get((kpi, source, windows), Stats())
+            return _combined([s for (k, src, _), s in self._stats.items()
+                              if (k, src) == (kpi, source)])
 
     def source_up(self) -> dict[str, bool]:
         with self._lock:

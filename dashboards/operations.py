@@ -126,8 +126,8 @@ def exporter(config: Config | None) -> Dashboard:
         ALL_UP, alerts=(names.ALERT_REFRESH_STALE,), width=12))
     dash = dash.with_row(board.row("Refreshes"))
     stale = (
-        f"(time() - {names.KPI_LAST_SUCCESS}) / on ({names.KPI}, {names.SOURCE}) "
-        f"{names.KPI_REFRESH_INTERVAL}"
+        f"(time() - {names.KPI_LAST_SUCCESS}) / on ({names.KPI}, {names.SOURCE}, {names.WINDOW})"
+        f" {names.KPI_REFRESH_INTERVAL}"
     )
     dash = dash.with_panel(trend_panel(
         "Refresh age in intervals",
@@ -144,7 +144,7 @@ def exporter(config: Config | None) -> Dashboard:
         [Query(f"max by ({names.KPI}, {names.SOURCE}) ({names.KPI_REFRESH_DURATION})",
                legend="{{kpi}} ({{source}})")], targets.steps(None)))
     load = (
-        f"{names.KPI_REFRESH_DURATION} / on ({names.KPI}, {names.SOURCE}) "
+        f"{names.KPI_REFRESH_DURATION} / on ({names.KPI}, {names.SOURCE}, {names.WINDOW}) "
         f"{names.KPI_REFRESH_INTERVAL}"
     )
     dash = dash.with_panel(bars_panel(
@@ -159,6 +159,14 @@ def exporter(config: Config | None) -> Dashboard:
         "after the rate). Target: none.", "short",
         [Query(_rate(names.KPI_REFRESH_ERRORS, f"{names.KPI}, {names.SOURCE}"),
                legend="{{kpi}} ({{source}})")], NONE_FAILING))
+    dash = dash.with_panel(trend_panel(
+        "Database time per minute by unit",
+        "Seconds of query time each refresh unit costs its source per minute (measured by the "
+        "exporter: rate of carekpi_source_query_seconds_total x 60). Long windows refresh less "
+        "often than short ones; tune window_intervals, or point the source at a replica, when "
+        "a unit weighs on the database. No target.", "s",
+        [Query(f"60 * {_rate(names.SOURCE_QUERY_SECONDS, f'{names.SOURCE}, {names.UNIT}')}",
+               legend="{{unit}} ({{source}})")], targets.steps(None)))
     dash = dash.with_row(board.row("Volume"))
     dash = dash.with_panel(trend_panel(
         "Rows read per second",

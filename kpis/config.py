@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from kpis import catalog, model, sql_guard, yaml_file
+from kpis import cadence, catalog, model, sql_guard, yaml_file
 from kpis.durations import Duration
 from kpis.durations import parse as parse_duration
 from kpis.errors import ConfigError
@@ -45,6 +45,19 @@ def _duration(value: Any, business: bool = False) -> Duration:
     return duration
 
 
+def _window_intervals(value: Any) -> Any:
+    """``{7d: 5m, 30d: 15m}``: window -> refresh interval, both durations."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for window, interval in value.items():
+        try:
+            out[_duration(window)] = _duration(interval)
+        except ValueError as exc:
+            raise ValueError(f"{window}: {exc}") from None
+    return out
+
+
 def _sla_duration(value: Any) -> Duration:
     sla = _duration(value, business=True)
     if not sla.is_business and sla.seconds <= 0:
@@ -61,11 +74,13 @@ class Source(Strict):
     query_timeout: Duration = Duration(30)
     pool_size: int = Field(2, ge=1, le=32)
     refresh_interval: Duration = Duration(60)
+    window_intervals: dict[Duration, Duration] = {}  # see kpis/cadence.py
     connect_timeout: Duration = Duration(10)
 
     _dur = field_validator("query_timeout", "refresh_interval", "connect_timeout", mode="before")(
         _duration
     )
+    _win = field_validator("window_intervals", mode="before")(_window_intervals)
 
     @field_validator("url")
     @classmethod
@@ -216,6 +231,7 @@ class KpiSettings(Strict):
     clinic_targets: dict[str, float] = {}
     min_volume: int | None = Field(None, ge=0)
     refresh_interval: Duration | None = None
+    window_intervals: dict[Duration, Duration] = {}  # see kpis/cadence.py
     sla: Duration | None = None
     sla_overrides: list[SlaOverride] = []
     threshold: Duration | None = None
@@ -223,6 +239,7 @@ class KpiSettings(Strict):
     lookback: Duration | None = None
 
     _dur = field_validator("refresh_interval", "threshold", "lookback", mode="before")(_duration)
+    _win = field_validator("window_intervals", mode="before")(_window_intervals)
     _sla = field_validator("sla", mode="before")(lambda v: _sla_duration(v))
 
 
@@ -315,6 +332,11 @@ class Config(Strict):
                                    f"not a field of {name}; one of {_names(known)}")
             for field_name, mapping in entity.codes.items():
                 _check_codes(name, field_name, mapping, known)
+        for name, source in self.sources.items():
+            _check_cadences(("sources", name), source.window_intervals, self.kpis.windows)
+        for key, section in (self.kpis.model_extra or {}).items():
+            if isinstance(section, KpiSettings):
+                _check_cadences(("kpis", key), section.window_intervals, self.kpis.windows)
         return self
 
     def entity(self, name: str) -> Entity | None:
@@ -329,6 +351,18 @@ class _Located(ValueError):
 
 def _names(items: Any) -> str:
     return ", ".join(sorted(items))
+
+
+def _check_cadences(loc: tuple[str, ...], intervals: dict[Duration, Duration],
+                    windows: list[Duration]) -> None:
+    for window, interval in intervals.items():
+        where = (*loc, "window_intervals", str(window))
+        if window not in windows:
+            raise _Located(where, f"not a configured window; one of "
+                                  f"{', '.join(str(w) for w in windows)}")
+        problem = cadence.too_long(window.seconds, interval.seconds)
+        if problem:
+            raise _Located(where, problem)
 
 
 def _check_codes(entity: str, name: str, mapping: dict[str, list[Any]],

@@ -141,3 +141,9 @@ def resource_labels(pairs: tuple[str, ...], option: str = "--label") -> dict[str
             raise CareKPIError(f"{option} {pair!r}: expected KEY=VALUE")
         labels[key.strip()] = value.strip()
     return labels
+
+# The load CareKPI puts on each source, per refresh unit (counters: exposed with _total).
+UNIT = "unit"
+SOURCE_QUERY_SECONDS = f"{PREFIX}_source_query_seconds"
+SOURCE_QUERIES = f"{PREFIX}_source_queries"
+SOURCE_ROWS_READ = f"{PREFIX}_source_rows_read"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from kpis.catalog import Kpi
@@ -81,6 +81,7 @@ class KpiResult:
     error: str | None = None  # why the last refresh failed (one line, no data values)
     duration_seconds: float = 0.0
     rows_read: int = 0
+    windows: tuple[str, ...] = ()  # the windows refreshed together; () every one (or none)
 
     @property
     def ok(self) -> bool:
@@ -116,3 +117,37 @@ def volume(kpi: Kpi, cell: Cell) -> float:
     if cell.histogram is not None:
         return cell.histogram.count
     return 0
+
+
+def with_empty_windows(results: list[KpiResult]) -> list[KpiResult]:
+    """One KPI's results of its window groups, each completed with zero cells for the label
+    sets only another group saw (a clinic with data in the 30d window but none in the last
+    hour still has its 1h series, at 0), as one evaluation of every window gives them."""
+    groups = [r for r in results if r.windows]
+    if len(groups) < 2:
+        return results
+    templates: dict[Labels, Cell] = {}
+    for result in groups:
+        for cell in result.cells:
+            templates.setdefault(_without_window(cell.labels), cell)
+    out = []
+    for result in results:
+        if not result.windows or (not result.cells and result.error is not None):
+            out.append(result)
+            continue
+        seen = {c.labels for c in result.cells}
+        extra = tuple(_zero(template, labels, window) for labels, template in templates.items()
+                      for window in result.windows
+                      if (*labels, ("window", window)) not in seen)
+        out.append(replace(result, cells=result.cells + extra) if extra else result)
+    return out
+
+
+def _without_window(labels: Labels) -> Labels:
+    return tuple((k, v) for k, v in labels if k != "window")
+
+
+def _zero(template: Cell, labels: Labels, window: str) -> Cell:
+    h = template.histogram
+    empty = None if h is None else Histogram(h.bounds, (0,) * len(h.bounds), 0, 0.0)
+    return Cell((*labels, ("window", window)), dict.fromkeys(template.counts, 0.0), empty)

@@ -36,6 +36,8 @@ def emitted_metrics() -> set[str]:
               names.KPI_EVALUATION_TIME, names.NEWEST_RECORD, names.EXCLUDED_RECORDS,
               f"{names.KPI_REFRESH_ERRORS}_total", f"{names.KPI_ROWS_READ}_total",
               f"{names.LABEL_VALUES_FOLDED}_total", f"{names.BUILD_INFO}_info",
+              f"{names.SOURCE_QUERY_SECONDS}_total", f"{names.SOURCE_QUERIES}_total",
+              f"{names.SOURCE_ROWS_READ}_total",
               names.CHECK_PASSED, names.CHECK_OBSERVED_RATIO, names.CHECK_UNEXPECTED,
               names.CHECK_ELEMENTS, names.CHECK_LAST_RUN, names.CHECK_DURATION}
     return found

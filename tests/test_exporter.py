@@ -73,8 +73,9 @@ def test_scrapes_are_served_from_memory_and_never_query(sqlite_known: str) -> No
     server = exporter.start("127.0.0.1", 0)
     try:
         url = f"{server.url}/metrics"
-        wait_for(lambda: len(exporter.store.results()) == len(catalog.load()),
-                 what="every KPI's first refresh")
+        wait_for(lambda: {(r.kpi.key, r.windows) for r in exporter.store.results()} >= {
+            (k.key, u.window_labels) for u in exporter.scheduler.units for k in u.kpis},
+                 what="every KPI's first refresh of every window")
         for engine in exporter.engines.values():
             sa.event.listen(engine, "before_cursor_execute",
                             lambda *args: queries.append("q"))
@@ -100,7 +101,8 @@ def test_a_failing_kpi_never_stops_the_others(sqlite_known: str) -> None:
     try:
         url = f"{server.url}/metrics"
         text = scrape_when(url, 'kpi_up{kpi="visit_cycle_time"',
-                           "carekpi_wait_to_be_seen_seconds_bucket")
+                           "carekpi_wait_to_be_seen_seconds_bucket",
+                           'carekpi_no_show_numerator{clinic="north",source="main",window="1d"}')
         got = samples(text)
         assert got[("carekpi_kpi_up", frozenset({("kpi", "visit_cycle_time"),
                                                   ("source", "main")}))] == 0
