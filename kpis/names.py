@@ -128,6 +128,12 @@ ALERT_STALE_FEED = "CareKPIStaleFeed"
 KPI_REFRESH_INTERVAL = f"{PREFIX}_kpi_refresh_interval_seconds"
 EXCLUDED_RECORDS = f"{PREFIX}_kpi_excluded_records"  # gauge per kpi, reason, window
 
+# The load CareKPI puts on each source, per refresh unit (counters: exposed with _total).
+UNIT = "unit"
+SOURCE_QUERY_SECONDS = f"{PREFIX}_source_query_seconds"
+SOURCE_QUERIES = f"{PREFIX}_source_queries"
+SOURCE_ROWS_READ = f"{PREFIX}_source_rows_read"
+
 
 def resource_labels(pairs: tuple[str, ...], option: str = "--label") -> dict[str, str]:
     """Kubernetes resource labels given as ``KEY=VALUE`` on the command line (the Prometheus
@@ -141,9 +147,3 @@ def resource_labels(pairs: tuple[str, ...], option: str = "--label") -> dict[str
             raise CareKPIError(f"{option} {pair!r}: expected KEY=VALUE")
         labels[key.strip()] = value.strip()
     return labels
-
-# The load CareKPI puts on each source, per refresh unit (counters: exposed with _total).
-UNIT = "unit"
-SOURCE_QUERY_SECONDS = f"{PREFIX}_source_query_seconds"
-SOURCE_QUERIES = f"{PREFIX}_source_queries"
-SOURCE_ROWS_READ = f"{PREFIX}_source_rows_read"
