@@ -96,7 +96,15 @@ def serve(config_path: str, port: int, bind: str, web_config: str | None, log_le
     """
     _logging(log_level)
     config = config_module.load(config_path)
+    for note in _unchecked_sql(config):
+        log.warning("%s: %s", config_path, note)
     _run_exporter(config, bind, port, web_config)
+
+
+def _unchecked_sql(config: config_module.Config) -> list[str]:
+    """The functions the operator let through the SQL guard (sql.allow_functions)."""
+    return [f"sql.allow_functions: {name}() runs without CareKPI's read-only check (vetted by "
+            "you)" for name in config.sql.allow_functions]
 
 
 def _run_exporter(config: config_module.Config, bind: str, port: int,
@@ -239,6 +247,8 @@ def config_validate(config_path: str, offline: bool) -> None:
     config = config_module.load(config_path)
     click.echo(f"{config_path}: valid ({len(config.sources)} sources, "
                f"{len(config.entities)} entities)")
+    for note in _unchecked_sql(config):
+        click.echo(f"{config_path}: warning: {note}", err=True)
     if offline:
         return
     from collectors.service import create_engines

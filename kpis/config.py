@@ -107,13 +107,7 @@ class Source(Strict):
 
 
 class SqlExpression(Strict):
-    sql: str
-
-    @field_validator("sql")
-    @classmethod
-    def _read_only(cls, value: str) -> str:
-        sql_guard.check_expression(value)
-        return value
+    sql: str  # checked by kpis.sql_guard in the dialect of the entity's source (Config)
 
 
 def _mapping_kind(value: Any) -> str:
@@ -144,13 +138,6 @@ class Entity(Strict):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
-        return value
-
-    @field_validator("query")
-    @classmethod
-    def _select_only(cls, value: str | None) -> str | None:
-        if value is not None:
-            sql_guard.check_select(value)
         return value
 
     @model_validator(mode="after")
@@ -307,12 +294,22 @@ class Labels(Strict):
         return limits.get(label, self.max_values)
 
 
+_FUNCTION_NAME = r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$"
+
+
+class SqlSettings(Strict):
+    """``sql:``: the escape hatch for functions CareKPI's SQL guard does not know."""
+
+    allow_functions: list[Annotated[str, Field(pattern=_FUNCTION_NAME)]] = []
+
+
 class Config(Strict):
     version: Literal[1]
     sources: dict[str, Source]
     entities: dict[str, Entity] = {}
     kpis: Kpis = Kpis()
     labels: Labels = Labels()
+    sql: SqlSettings = SqlSettings()
     checks: dict[str, Any] = {}  # validated by checks.config when checks run
     path: str = Field("carekpi.yaml", exclude=True)
 
@@ -332,6 +329,7 @@ class Config(Strict):
                                    f"not a field of {name}; one of {_names(known)}")
             for field_name, mapping in entity.codes.items():
                 _check_codes(name, field_name, mapping, known)
+            _check_sql(name, entity, self.sources[entity.source], self.sql.allow_functions)
         for name, source in self.sources.items():
             _check_cadences(("sources", name), source.window_intervals, self.kpis.windows)
         for key, section in (self.kpis.model_extra or {}).items():
@@ -381,6 +379,27 @@ def _check_codes(entity: str, name: str, mapping: dict[str, list[Any]],
                 raise _Located((*loc, canonical),
                                f"local code {code!r} is also mapped to {seen[str(code)]!r}")
             seen[str(code)] = canonical
+
+
+def _check_sql(name: str, entity: Entity, source: Source, allowed: list[str]) -> None:
+    """Every piece of SQL in the entity, read in the dialect of its source's database."""
+    from sqlalchemy.engine import make_url
+
+    pieces: list[tuple[tuple[str, ...], str, bool]] = [
+        (("fields", field, "sql"), mapping.sql, False)
+        for field, mapping in entity.fields.items() if isinstance(mapping, SqlExpression)]
+    if entity.query is not None:
+        pieces.insert(0, (("query",), entity.query, True))
+    for where, sql, is_query in pieces:
+        loc = ("entities", name, *where)
+        try:
+            dialect = sql_guard.dialect_of(make_url(source.url).get_backend_name())
+            if is_query:
+                sql_guard.check_select(sql, dialect, allowed)
+            else:
+                sql_guard.check_expression(sql, dialect, allowed)
+        except sql_guard.RefusedSql as exc:
+            raise _Located(loc, str(exc)) from None
 
 
 def _resolve_secrets(node: Any, base: Path, loc: tuple[str, ...], file: str) -> Any:
