@@ -382,24 +382,15 @@ def _check_codes(entity: str, name: str, mapping: dict[str, list[Any]],
 
 
 def _check_sql(name: str, entity: Entity, source: Source, allowed: list[str]) -> None:
-    """Every piece of SQL in the entity, read in the dialect of its source's database."""
     from sqlalchemy.engine import make_url
 
-    pieces: list[tuple[tuple[str, ...], str, bool]] = [
-        (("fields", field, "sql"), mapping.sql, False)
-        for field, mapping in entity.fields.items() if isinstance(mapping, SqlExpression)]
-    if entity.query is not None:
-        pieces.insert(0, (("query",), entity.query, True))
-    for where, sql, is_query in pieces:
-        loc = ("entities", name, *where)
-        try:
-            dialect = sql_guard.dialect_of(make_url(source.url).get_backend_name())
-            if is_query:
-                sql_guard.check_select(sql, dialect, allowed)
-            else:
-                sql_guard.check_expression(sql, dialect, allowed)
-        except sql_guard.RefusedSql as exc:
-            raise _Located(loc, str(exc)) from None
+    expressions = {field: mapping.sql for field, mapping in entity.fields.items()
+                   if isinstance(mapping, SqlExpression)}
+    try:
+        sql_guard.check_entity(entity.query, expressions, make_url(source.url).get_backend_name(),
+                               allowed)
+    except sql_guard.RefusedSql as exc:
+        raise _Located(("entities", name, *exc.where), str(exc)) from None
 
 
 def _resolve_secrets(node: Any, base: Path, loc: tuple[str, ...], file: str) -> Any:

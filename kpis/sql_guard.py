@@ -50,7 +50,26 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its "falling back to Com
 
 
 class RefusedSql(ValueError):
-    """One line saying what is refused and why; it quotes no more than a function's name."""
+    """One line saying what is refused and why; it quotes no more than a function's name.
+    ``where`` is the key under the entity: ("query",) or ("fields", name, "sql")."""
+
+    where: tuple[str, ...] = ()
+
+
+def check_entity(query: str | None, expressions: dict[str, str], backend: str,
+                 allowed: Collection[str] = ()) -> None:
+    """Every piece of SQL of one entity, read in the dialect of its source's backend."""
+    pieces: list[tuple[tuple[str, ...], str, bool]] = [
+        (("fields", field, "sql"), sql, False) for field, sql in expressions.items()]
+    if query is not None:
+        pieces.insert(0, (("query",), query, True))
+    for where, sql, is_query in pieces:
+        try:
+            dialect = dialect_of(backend)
+            (check_select if is_query else check_expression)(sql, dialect, allowed)
+        except RefusedSql as exc:
+            exc.where = where
+            raise
 
 
 def dialect_of(backend: str) -> str:
