@@ -4,11 +4,15 @@ PostgreSQL: ``default_transaction_read_only`` and ``statement_timeout`` set at c
 MariaDB/MySQL: ``SET SESSION TRANSACTION READ ONLY`` and ``max_statement_time`` (MariaDB) or
 ``max_execution_time`` (MySQL). SQLite: opened with ``mode=ro`` and interrupted from a
 progress handler when the timeout passes.
+
+Client-side deadlines (a server that stops answering): see :mod:`kpis.db.deadlines`; the
+drivers' connect timeouts, TCP keepalives and ``TCP_USER_TIMEOUT`` are set here.
 """
 
 from __future__ import annotations
 
 import functools
+import socket
 import time
 from typing import Any
 
@@ -17,6 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from kpis.config import Source
+from kpis.db import deadlines
 
 _sqlite_deadlines: dict[int, float] = {}  # id(sqlite3 connection) -> monotonic deadline
 
@@ -30,9 +35,10 @@ def create(name: str, source: Source) -> sa.Engine:
     # No compiled-statement cache: each refresh's statements carry that refresh's time bounds
     # inline, so cached entries are never reused and the cache only fills memory (hundreds of
     # MB for 500 large aggregate statements).
-    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800,
-                              "query_cache_size": 0}
+    kwargs: dict[str, Any] = {"pool_recycle": 1800, "query_cache_size": 0}
+    give_up = deadlines.overdue_after(timeout)
     if backend == "sqlite":
+        kwargs["pool_pre_ping"] = True
         url = _read_only_sqlite(url)
         kwargs["connect_args"] = {"check_same_thread": False,
                                   "timeout": min(connect, timeout)}
@@ -46,11 +52,18 @@ def create(name: str, source: Source) -> sa.Engine:
         # jit=off: compiling the aggregate's expressions costs more than it saves here.
         options = (f"-c default_transaction_read_only=on -c statement_timeout={int(timeout * 1000)}"
                    f" -c TimeZone=UTC -c jit=off -c application_name=carekpi-{name}")
-        kwargs["connect_args"] = {"options": options, "connect_timeout": int(max(1, connect))}
+        # A silent network (nothing acknowledges) is noticed by keepalives and TCP_USER_TIMEOUT.
+        kwargs["connect_args"] = {"options": options, "connect_timeout": int(max(1, connect)),
+                                  "keepalives": 1, "keepalives_idle": 10,
+                                  "keepalives_interval": 5, "keepalives_count": 3,
+                                  "tcp_user_timeout": int(give_up * 1000)}
     elif backend in ("mysql", "mariadb"):
         kwargs["connect_args"] = {"connect_timeout": int(max(1, connect)),
-                                  "read_timeout": int(timeout + 10)}
+                                  "read_timeout": int(give_up + 1),
+                                  "write_timeout": int(give_up + 1)}
     engine = sa.create_engine(url, **kwargs)
+    if backend != "sqlite":
+        deadlines.install(engine, timeout, connect)
     if backend in ("mysql", "mariadb"):
         event.listen(engine, "connect", _mysql_session(timeout))
         if url.get_driver_name() == "pymysql":
@@ -81,6 +94,11 @@ def _mysql_session(timeout: float) -> Any:
         else:
             cursor.execute(f"SET SESSION max_execution_time = {int(timeout * 1000)}")
         cursor.close()
+        sock = getattr(dbapi_connection, "_sock", None)  # PyMySQL: a silent network
+        if sock is not None and sock.family != socket.AF_UNIX and hasattr(
+                socket, "TCP_USER_TIMEOUT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                            int(deadlines.overdue_after(timeout) * 1000))
 
     return on_connect
 

@@ -5,6 +5,11 @@ running when it is due again is skipped until its next slot. Each source is heal
 its refresh interval, and at once when a refresh of it fails. While it is down its units do
 not connect (they are recorded as failed); the check alone probes it, backing off from 1 s up
 to the interval, and when it comes back every unit of the source is refreshed at once.
+
+A refresh that has not finished ``query_timeout`` plus a grace after it was dispatched is
+overdue: its KPIs are reported down at once (``carekpi_kpi_up 0``, the last success ageing,
+the cells dropped after the store's stale limit), whatever the database does; the client-side
+deadlines (kpis.db.deadlines) then end the call itself.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import sqlalchemy as sa
 from collectors import evaluate
 from collectors.evaluate import Unit
 from collectors.store import Store
+from kpis.db import deadlines
 from kpis.snapshot import KpiResult
 
 log = logging.getLogger("carekpi.scheduler")
@@ -42,7 +48,7 @@ class Scheduler:
         self._health = ThreadPoolExecutor(max_workers=1, thread_name_prefix="carekpi-health")
         self._queue: list[tuple[float, int, str, int]] = []  # (due, seq, kind, index)
         self._seq = 0
-        self._in_flight: set[int] = set()
+        self._in_flight: dict[int, int] = {}  # unit index -> seq of its dispatch
         self._backoff: dict[str, float] = {}
         self._health_entry: dict[int, int] = {}  # source index -> seq of its live check
         self._lock = threading.Lock()
@@ -71,6 +77,7 @@ class Scheduler:
         for pool in [*self._pools.values(), self._health]:
             pool.shutdown(wait=False, cancel_futures=True)
         for engine in self.engines.values():
+            deadlines.abort_in_flight(engine)  # a hung database must not hold the exit
             engine.dispose()
 
     def _push(self, due: float, kind: str, index: int) -> int:
@@ -93,6 +100,8 @@ class Scheduler:
                 heapq.heappop(self._queue)
                 if kind == "unit":
                     self._dispatch(index, due)
+                elif kind == "deadline":
+                    self._overdue(index, seq)
                 elif self._health_entry.get(index) == seq:  # else superseded by an earlier one
                     self._health.submit(self._check, sorted(self._pools)[index], index)
 
@@ -110,8 +119,27 @@ class Scheduler:
                                       windows=unit.window_labels) for kpi in unit.kpis],
                            unit.interval)
             return
-        self._in_flight.add(index)
+        give_up = deadlines.overdue_after(
+            self.store.config.sources[unit.source].query_timeout.seconds)
+        self._in_flight[index] = self._push(time.monotonic() + give_up, "deadline", index)
         self._pools[unit.source].submit(self._refresh, index, unit)
+
+    def _overdue(self, index: int, seq: int) -> None:
+        """The refresh dispatched with ``seq`` is still running past its deadline."""
+        if self._in_flight.get(index) != seq:
+            return  # finished in time, or a later refresh
+        unit = self.units[index]
+        timeout = self.store.config.sources[unit.source].query_timeout.seconds
+        message = (f"refresh overdue: no answer within {deadlines.overdue_after(timeout):g} s "
+                   "(query_timeout plus grace)")
+        log.warning("refresh of %s on source %s is overdue; reporting it down",
+                    unit.name, unit.source)
+        as_of = self.clock()
+        self.store.put([KpiResult(kpi, unit.source, as_of, error=message)
+                        for kpi in unit.kpis], unit.interval)
+        if self.store.source_up().get(unit.source) is not False:
+            self._health_entry[self._source_index(unit.source)] = self._push(
+                time.monotonic(), "health", self._source_index(unit.source))
 
     def _refresh(self, index: int, unit: Unit) -> None:
         try:
@@ -124,7 +152,7 @@ class Scheduler:
             log.exception("refresh of %s crashed", unit.name)
         finally:
             with self._lock:
-                self._in_flight.discard(index)
+                self._in_flight.pop(index, None)
 
     def _check(self, source: str, index: int) -> None:
         interval = self.store.config.sources[source].refresh_interval.seconds
@@ -152,8 +180,11 @@ class Scheduler:
         """A failed refresh may mean a lost source: check it now rather than at its slot."""
         with self._wake:
             if self.store.source_up().get(source) is not False:
-                index = sorted(self._pools).index(source)
+                index = self._source_index(source)
                 self._health_entry[index] = self._push(time.monotonic(), "health", index)
+
+    def _source_index(self, source: str) -> int:
+        return sorted(self._pools).index(source)
 
     def _refresh_source_now(self, source: str) -> None:
         now = time.monotonic()

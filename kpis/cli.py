@@ -109,7 +109,7 @@ def _unchecked_sql(config: config_module.Config) -> list[str]:
 
 def _run_exporter(config: config_module.Config, bind: str, port: int,
                   web_config_path: str | None, banner: str = "") -> None:
-    from collectors.service import Exporter, tune_process
+    from collectors.service import Exporter, exit_process, tune_process
     from collectors.web import load_web_config
 
     web_config = load_web_config(web_config_path) if web_config_path else None
@@ -124,6 +124,7 @@ def _run_exporter(config: config_module.Config, bind: str, port: int,
     stop.wait()
     exporter.stop()
     click.echo("carekpi: stopped", err=True)
+    exit_process(0)
 
 
 def _check_collectors(config: config_module.Config) -> list[Any]:

@@ -67,6 +67,7 @@ class Instance:
         self.port, self.database = port, database
         self.folder = Path(tempfile.mkdtemp(prefix=f"carekpi-{type(self).__name__.lower()}-"))
         self.running = False
+        self.paused = False
 
     @property
     def url(self) -> str:
@@ -121,7 +122,41 @@ class Instance:
         self.running = False
         return time.monotonic() - began
 
+    def pause(self) -> None:
+        """SIGSTOP every process of the server: a hung host, as the clients see it (the
+        kernel still accepts connections and acknowledges data; nothing answers)."""
+        for pid in self._pids():
+            os.kill(pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        for pid in self._pids():
+            os.kill(pid, signal.SIGCONT)
+        self.paused = False
+
+    def _pids(self) -> list[int]:
+        """The server's main process and its children."""
+        main = self._main_pid()
+        if main is None:
+            return []
+        children = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == main:
+                    children.append(int(entry.name))
+        return [main, *children]
+
+    def _main_pid(self) -> int | None:
+        raise NotImplementedError
+
     def destroy(self) -> None:
+        if self.paused:
+            with contextlib.suppress(Exception):
+                self.resume()
         if self.running or self._alive():
             with contextlib.suppress(Exception):  # best effort at teardown
                 self.stop()
@@ -190,6 +225,12 @@ class PostgresInstance(Instance):
     def _alive(self) -> bool:
         return (self.data / "postmaster.pid").exists()
 
+    def _main_pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
 
 class MariaDBInstance(Instance):
     url_template = "mysql+pymysql://root@127.0.0.1:{port}/{database}"
@@ -236,3 +277,6 @@ class MariaDBInstance(Instance):
 
     def _alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def _main_pid(self) -> int | None:
+        return self.process.pid if self._alive() and self.process is not None else None

@@ -301,8 +301,9 @@ def test_database_outages_are_detected_and_survived(instance: Instance) -> None:
     # workers (started lazily), the web server, the exposition renewal (at most one at a
     # time per body); plus this thread, the scraper and at most one request thread.
     port = server.url.rsplit(":", 1)[1]
+    # The deadlines' watchdog (kpis.db.deadlines).
     allowed = {"carekpi-scheduler", "carekpi-health_0", f"carekpi-web-{port}", "carekpi-web-0",
-               "carekpi-exposition",
+               "carekpi-exposition", "carekpi-deadlines",
                *(f"carekpi-refresh-main_{i}" for i in range(config.sources["main"].pool_size))}
     assert set(names_before) <= set(names_after) <= allowed, (names_after, report)
     assert threads_after <= len(allowed) + 3, report
