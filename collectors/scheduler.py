@@ -135,8 +135,9 @@ class Scheduler:
         log.warning("refresh of %s on source %s is overdue; reporting it down",
                     unit.name, unit.source)
         as_of = self.clock()
-        self.store.put([KpiResult(kpi, unit.source, as_of, error=message)
-                        for kpi in unit.kpis], unit.interval)
+        self.store.put([KpiResult(kpi, unit.source, as_of, error=message,
+                                  windows=unit.window_labels) for kpi in unit.kpis],
+                       unit.interval)
         if self.store.source_up().get(unit.source) is not False:
             self._health_entry[self._source_index(unit.source)] = self._push(
                 time.monotonic(), "health", self._source_index(unit.source))
