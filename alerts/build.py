@@ -15,9 +15,10 @@ from alerts import settings
 from alerts.burn_rate import burn_rate_alerts
 from alerts.health import DEFAULT_JOB, health_alerts
 from alerts.recording import recording_groups
-from alerts.runbook import RUNBOOK_BASE_URL
 from alerts.targets import target_alerts
+from kpis import effective
 from kpis.config import Config
+from kpis.series import RUNBOOK_URL
 
 RECORDING_FILE = "recording.yaml"
 ALERTS_FILE = "alerts.yaml"
@@ -42,20 +43,20 @@ def dump(document: Any) -> str:
 
 
 def alert_groups(config: Config | None = None, *, job: str = DEFAULT_JOB,
-                 runbook_base: str = RUNBOOK_BASE_URL) -> list[dict[str, Any]]:
+                 runbook_base: str = RUNBOOK_URL) -> list[dict[str, Any]]:
     """The alerting rule groups: KPI targets and backlogs, burn rates, health."""
     items = settings.kpi_rules(config)
     groups = [
         ("carekpi-targets", target_alerts(items, runbook_base)),
-        ("carekpi-burn-rate", burn_rate_alerts(items, settings.window_seconds(config),
+        ("carekpi-burn-rate", burn_rate_alerts(items, effective.window_seconds(config),
                                                runbook_base)),
-        ("carekpi-health", health_alerts(items, settings.calendar(config), job, runbook_base)),
+        ("carekpi-health", health_alerts(items, effective.calendar(config), job, runbook_base)),
     ]
     return [{"name": name, "rules": rules} for name, rules in groups if rules]
 
 
 def build_files(config: Config | None = None, *, job: str = DEFAULT_JOB,
-                runbook_base: str = RUNBOOK_BASE_URL) -> dict[str, str]:
+                runbook_base: str = RUNBOOK_URL) -> dict[str, str]:
     """``{file name: text}`` of the recording and alerting rule files."""
     return {
         RECORDING_FILE: dump({"groups": recording_groups(config)}),
@@ -76,6 +77,6 @@ def write_texts(files: dict[str, str], out_dir: str | Path) -> list[Path]:
 
 
 def write(config: Config | None, out_dir: str | Path, *, job: str = DEFAULT_JOB,
-          runbook_base: str = RUNBOOK_BASE_URL) -> list[Path]:
+          runbook_base: str = RUNBOOK_URL) -> list[Path]:
     """Write the rule files of ``build_files`` under ``out_dir``."""
     return write_texts(build_files(config, job=job, runbook_base=runbook_base), out_dir)

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from alerts import runbook
-from alerts.promql import CLINIC_LEVEL, selector, target, volume
+from alerts.promql import CLINIC_LEVEL, target, volume
 from alerts.settings import KpiRules
 from kpis import names
 from kpis.catalog import Kpi
 from kpis.durations import format_seconds
+from kpis.series import FAST_BURN, SLOW_BURN, selector
 
 Rule = dict[str, Any]
 MAX_FAILING_SHARE = 0.5  # a tier fires once this share of events fails, at most
@@ -42,7 +43,7 @@ class Tier:
     severity: str
 
 
-TIERS = (("FastBurn", 1, 0, 6.0), ("SlowBurn", 2, 1, 1.0))  # suffix, long, short, workbook
+TIERS = ((FAST_BURN, 1, 0, 6.0), (SLOW_BURN, 2, 1, 1.0))  # suffix, long, short, workbook
 
 
 def factor_for(workbook: float, objectives: tuple[float, ...]) -> float:
@@ -62,7 +63,7 @@ def tiers(item: KpiRules, windows: tuple[float, ...]) -> list[Tier]:
         if long_i >= len(windows):
             continue
         factor = factor_for(workbook, item.objectives)
-        severity = item.kpi.severity if suffix == "FastBurn" else "warning"
+        severity = item.kpi.severity if suffix == FAST_BURN else "warning"
         result.append(Tier(suffix, format_seconds(windows[long_i]),
                            format_seconds(windows[short_i]), factor,
                            factor * windows[long_i] / period, severity))

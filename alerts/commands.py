@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from alerts.health import DEFAULT_JOB
-from alerts.runbook import RUNBOOK_BASE_URL
+from kpis.commandline import Group
+from kpis.series import RUNBOOK_URL
 
 
-@click.group("alerts")
+@click.group("alerts", cls=Group)
 def alerts_group() -> None:
     """Prometheus recording and alerting rules built from the KPI catalog and targets."""
 
@@ -24,7 +25,7 @@ def alerts_group() -> None:
               help="Also write promtool unit tests here (they refer to --out relatively).")
 @click.option("--job", default=DEFAULT_JOB, show_default=True,
               help="Prometheus scrape job of the exporter (for CareKPIExporterAbsent).")
-@click.option("--runbook-url", default=RUNBOOK_BASE_URL, show_default=True,
+@click.option("--runbook-url", default=RUNBOOK_URL, show_default=True,
               help="Base URL of your copy of the runbook; alerts link to <url>#<alert>.")
 @click.option("--format", "fmt", type=click.Choice(["files", "prometheus-operator"]),
               default="files", show_default=True,
@@ -61,3 +62,11 @@ def build_command(config_path: Path | None, out_dir: Path, tests_out: Path | Non
                                                    job=job, runbook_base=runbook_url)
     for path in written:
         click.echo(str(path))
+
+
+def write_committed(root: Path) -> list[Path]:
+    """The committed rule files and their promtool tests, from the catalog's defaults."""
+    from alerts import build, promtool_tests
+
+    return [*build.write(None, root / "alerts" / "generated"),
+            *promtool_tests.write_unit_tests(None, root / "alerts" / "tests")]

@@ -8,14 +8,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerts import runbook
-from alerts.promql import selector
 from alerts.settings import KpiRules
 from kpis import names
 from kpis.config import WEEKDAYS, Calendar
+from kpis.series import STALE_REFRESHES, selector
 
 Rule = dict[str, Any]
 DEFAULT_JOB = "carekpi"
-STALE_REFRESHES = 3  # intervals without a successful refresh before the alert
 
 
 def standard_offset(timezone: str) -> int:

@@ -9,27 +9,12 @@ from __future__ import annotations
 
 from kpis import names
 from kpis.catalog import Kpi
+from kpis.series import breach_operator, selector, sum_by
 
 CLINIC_LEVEL = "clinic_window"  # per clinic and window; the KPI's one source stays as a label
 OVERALL_LEVEL = "window"  # every clinic together, per window
 CLINIC_LABELS = (names.SOURCE, names.CLINIC, names.WINDOW)
 OVERALL_LABELS = (names.WINDOW,)
-QUANTILES = {"p50": "0.5", "p90": "0.9"}
-
-
-def selector(metric: str, **labels: str) -> str:
-    """``metric{a="x", b!="y"}``; a value starting with ``!`` is a negative match."""
-    if not labels:
-        return metric
-    parts = []
-    for key, value in sorted(labels.items()):
-        op, value = ("!=", value[1:]) if value.startswith("!") else ("=", value)
-        parts.append(f'{key}{op}"{value}"')
-    return f"{metric}{{{', '.join(parts)}}}"
-
-
-def sum_by(labels: tuple[str, ...], expr: str) -> str:
-    return f"sum by ({', '.join(labels)}) ({expr})"
 
 
 def split_dimensions(kpi: Kpi) -> tuple[str, ...]:
@@ -58,12 +43,6 @@ def target(kpi: Kpi, per_clinic: bool) -> str:
         series = selector(names.KPI_TARGET, kpi=kpi.key, clinic="!")
         return f"max by ({names.CLINIC}) ({series})"
     return f"max({selector(names.KPI_TARGET, kpi=kpi.key, clinic='')})"
-
-
-def breach_operator(kpi: Kpi) -> str:
-    """The comparison that is true when the KPI misses its target."""
-    assert kpi.target is not None
-    return ">" if kpi.target.op == "<=" else "<"
 
 
 def past_target(value: str, kpi: Kpi) -> str:

@@ -8,12 +8,11 @@ from typing import Any
 
 from alerts import burn_rate, health, settings, unit_tests
 from alerts.build import ALERTS_FILE, RECORDING_FILE, dump, write_texts
-from alerts.promql import selector
-from alerts.runbook import RUNBOOK_BASE_URL
 from alerts.targets import TARGETED_KINDS
 from alerts.unit_tests import SOURCE, Test, series
-from kpis import names
+from kpis import effective, names
 from kpis.config import Config
+from kpis.series import RUNBOOK_URL, selector
 
 RULES_DIR = "../generated"  # relative to alerts/tests/
 # Rules are evaluated every 5 minutes in the tests (input samples stay 1 minute apart): every
@@ -108,7 +107,7 @@ def kpi_tests(config: Config | None, runbook_base: str) -> tuple[list[Test], lis
         elif item.kpi.kind == "backlog":
             target_tests.append(unit_tests.backlog_test(item, runbook_base))
         if item.kpi.burn_rate and item.kpi.kind == "proportion":
-            for tier in burn_rate.tiers(item, settings.window_seconds(config)):
+            for tier in burn_rate.tiers(item, effective.window_seconds(config)):
                 burn_tests.append(unit_tests.burn_test(item, tier, runbook_base))
     return target_tests, burn_tests
 
@@ -123,10 +122,10 @@ def health_tests(config: Config | None, job: str, runbook_base: str) -> list[Tes
 
 def build_unit_tests(config: Config | None = None, *, rules_dir: str = RULES_DIR,
                      job: str = health.DEFAULT_JOB,
-                     runbook_base: str = RUNBOOK_BASE_URL) -> dict[str, str]:
+                     runbook_base: str = RUNBOOK_URL) -> dict[str, str]:
     """``{file name: text}`` of the promtool unit-test files; ``rules_dir`` is where the rule
     files are, relative to the test files. Calendar-free: the calendar guard is tested apart."""
-    if settings.calendar(config) is not None:
+    if effective.calendar(config) is not None:
         config = config.model_copy(update={"kpis": config.kpis.model_copy(  # type: ignore[union-attr]
             update={"calendar": None})})
     rule_files = [f"{rules_dir}/{RECORDING_FILE}", f"{rules_dir}/{ALERTS_FILE}"]

@@ -10,13 +10,12 @@ from alerts import settings
 from alerts.promql import (
     CLINIC_LEVEL,
     OVERALL_LEVEL,
-    QUANTILES,
     grouping,
-    sum_by,
 )
 from kpis import names
 from kpis.catalog import Kpi
 from kpis.config import Config
+from kpis.series import QUANTILES, sum_by
 
 Rule = dict[str, Any]
 

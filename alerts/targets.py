@@ -11,13 +11,12 @@ from alerts.promql import (
     CLINIC_LEVEL,
     humanizer,
     past_target,
-    selector,
-    sum_by,
     target_query,
     volume,
 )
 from alerts.settings import KpiRules
 from kpis import names
+from kpis.series import selector, sum_by
 
 Rule = dict[str, Any]
 TARGETED_KINDS = ("proportion", "duration", "score")

@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from alerts import burn_rate, targets
-from alerts.promql import CLINIC_LABELS, QUANTILES, selector
+from alerts.promql import CLINIC_LABELS
 from alerts.rendering import render_all
 from alerts.settings import KpiRules
 from kpis import names
 from kpis.catalog import Kpi
 from kpis.durations import parse as parse_duration
+from kpis.series import QUANTILES, selector
 
 SOURCE = "demo"
 VOLUME_FACTOR = 2  # healthy and breaching clinics have twice the minimum volume

@@ -16,53 +16,40 @@ from checks.config import ChecksConfig
 from checks.suites import (
     KEY,
     RECORD_COMPLETE,
-    SCALES,
     SCORE_IN_SCALE,
     present_column,
     required_mapped,
 )
 from kpis import model
-from kpis.config import Config, Entity, SqlExpression
+from kpis.config import Config
+from kpis.db.entity import MappedEntity
 from kpis.errors import ConfigError
 
 _TEXTUAL = (model.FieldType.ID, model.FieldType.LABEL, model.FieldType.CODE,
             model.FieldType.TEXT)
 
 
-def mapped_expression(entity: Entity, name: str) -> sa.ColumnElement[object]:
-    mapping = entity.fields[name]
-    if isinstance(mapping, SqlExpression):
-        return sa.literal_column(f"({mapping.sql})")
-    return sa.column(mapping)
-
-
-def from_clause(entity: Entity) -> sa.FromClause:
-    if entity.query is not None:
-        return sa.text(entity.query.strip().rstrip(";")).columns().subquery("src")
-    assert entity.table is not None
-    return sa.table(entity.table, schema=entity.db_schema)
-
-
-def _present(entity: Entity, name: str, field_type: model.FieldType) -> sa.ColumnElement[object]:
-    expr = mapped_expression(entity, name)
+def _present(entity: MappedEntity, name: str, field_type: model.FieldType
+             ) -> sa.ColumnElement[object]:
+    expr = entity.expression(name)
     condition: sa.ColumnElement[bool] = expr.is_not(None)
     if field_type in _TEXTUAL:
         condition = sa.and_(condition, sa.func.trim(sa.cast(expr, sa.String)) != "")
     return sa.case((condition, 1), else_=sa.null())
 
 
-def _score_in_scale(config: Config, name: str, entity: Entity) -> sa.ColumnElement[object]:
-    score = mapped_expression(entity, "score")
+def _score_in_scale(entity: MappedEntity) -> sa.ColumnElement[object]:
+    score = entity.expression("score")
     if not entity.mapped("scale"):
         return sa.case((score.is_(None), sa.null()),
                        (score.between(0, 10), 1), else_=0)
-    scale = mapped_expression(entity, "scale")
-    local = entity.codes.get("scale") or {canonical: [canonical] for canonical in SCALES}
+    scale = entity.expression("scale")
+    local = entity.config.codes.get("scale") or {code: [code] for code in model.SCALE_BOUNDS}
     whens: list[tuple[sa.ColumnElement[bool], object]] = [
         (sa.or_(score.is_(None), scale.is_(None)), sa.null())
     ]
     for canonical, codes in local.items():
-        low, high = SCALES[canonical]
+        low, high = model.SCALE_BOUNDS[canonical]
         whens.append((sa.and_(scale.in_(list(codes)), score.between(low, high)), 1))
     return sa.case(*whens, else_=0)
 
@@ -73,12 +60,12 @@ def check_query(config: Config, checks: ChecksConfig, name: str, dialect: sa.Dia
 
     ``since`` is a naive wall-clock time of the entity's time zone (the lower bound).
     """
-    entity = config.entities[name]
+    entity = MappedEntity(name, config.entities[name], alias="src")
     fields = model.entity_fields(name)
     columns: list[sa.ColumnElement[object]] = [
-        mapped_expression(entity, f).label(f) for f in entity.fields
+        entity.expression(f).label(f) for f in entity.config.fields
     ]
-    required = required_mapped(checks, name, entity)
+    required = required_mapped(checks, name, entity.config)
     for field_name in required:
         columns.append(_present(entity, field_name, fields[field_name].type)
                        .label(present_column(field_name)))
@@ -87,25 +74,17 @@ def check_query(config: Config, checks: ChecksConfig, name: str, dialect: sa.Dia
                                for f in required])
         columns.append(sa.case((everything, 1), else_=sa.null()).label(RECORD_COMPLETE))
     if entity.mapped("score"):
-        columns.append(_score_in_scale(config, name, entity).label(SCORE_IN_SCALE))
-    key = entity.primary_key
-    key_expr = mapped_expression(entity, key) if entity.mapped(key) else sa.column(key)
+        columns.append(_score_in_scale(entity).label(SCORE_IN_SCALE))
+    key = entity.config.primary_key
+    key_expr = entity.expression(key) if entity.mapped(key) else sa.column(key)
     columns.append(key_expr.label(KEY))
-    stmt = sa.select(*columns).select_from(from_clause(entity))
+    stmt = sa.select(*columns).select_from(entity.from_)
     if since is not None:
         fresh = model.FRESHNESS_FIELD[name]
         if not entity.mapped(fresh):
             raise ConfigError(config.path, f"entities.{name}.fields",
                               f"--since needs {name}.{fresh} mapped (its main timestamp)")
         bound = since.replace(microsecond=0).isoformat(sep=" ")
-        stmt = stmt.where(mapped_expression(entity, fresh) >= sa.literal(bound, sa.String))
+        stmt = stmt.where(entity.expression(fresh) >= sa.literal(bound, sa.String))
     compiled = stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
     return str(compiled)
-
-
-def probe_query(config: Config, name: str, dialect: sa.Dialect) -> str:
-    """The mapped columns over no rows: proves the mapping compiles on the server."""
-    entity = config.entities[name]
-    columns = [mapped_expression(entity, f).label(f) for f in entity.fields]
-    stmt = sa.select(*columns).select_from(from_clause(entity)).where(sa.false())
-    return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))

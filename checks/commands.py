@@ -13,12 +13,12 @@ from typing import Any
 
 import click
 
-from kpis.errors import CareKPIError
+from checks.config import SUITES
+from kpis.commandline import Group, fail
+from kpis.config import Config
 
-SUITE_NAMES = ("completeness", "conformance", "plausibility", "freshness", "custom")
 
-
-@click.group("checks")
+@click.group("checks", cls=Group)
 def checks_group() -> None:
     """Data-quality checks (completeness, conformance, plausibility, freshness)."""
 
@@ -41,7 +41,7 @@ def _since(value: str | None) -> timedelta | None:
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
               help="The carekpi.yaml to read the mapping and the checks: section from.")
 @click.option("--entity", help="Check only this entity (e.g. appointments).")
-@click.option("--suite", type=click.Choice(SUITE_NAMES), help="Run only this suite.")
+@click.option("--suite", type=click.Choice(SUITES), help="Run only this suite.")
 @click.option("--since", "since_text", metavar="DURATION",
               help="Check only records whose main timestamp is in this recent window (24h).")
 @click.option("--full", is_flag=True, help="Check every record (the default unless the "
@@ -70,22 +70,19 @@ def run_command(config_path: str, entity: str | None, suite: str | None,
           --report-dir reports/ --metrics-file /var/lib/node_exporter/carekpi_checks.prom
     """
     if full and since_text:
-        _fail("--since and --full exclude each other")
-    try:
-        code = _run(config_path, entity, suite, _since(since_text), full, output_format,
-                    report_dir, strict, metrics_file, show_failing_keys)
-    except click.ClickException:
-        raise
-    except CareKPIError as exc:
-        _fail(str(exc))
-    except Exception as exc:  # never a traceback: messages may quote patient data
-        _fail(f"checks could not run: {type(exc).__name__} (details withheld)")
-    sys.exit(code)
+        fail("--since and --full exclude each other")
+    sys.exit(_run(config_path, entity, suite, _since(since_text), full, output_format,
+                  report_dir, strict, metrics_file, show_failing_keys))
 
 
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(2)
+def scheduled_collectors(config: Config) -> list[Any]:
+    """The exporter's extra collectors: scheduled checks, when the config asks for them (off
+    by default)."""
+    if not config.checks.get("schedule"):
+        return []
+    from checks.scheduled import ScheduledChecks
+
+    return [ScheduledChecks(config)]
 
 
 def _run(config_path: str, entity: str | None, suite: str | None, since: timedelta | None,

@@ -23,7 +23,10 @@ from checks import config as checks_config
 from checks.results import MAX_KEYS, CheckResult
 from checks.suites import CheckSpec
 from kpis.config import Config
-from kpis.errors import CareKPIError, ConfigError, SourceError
+from kpis.db import engines as db_engines
+from kpis.db import errors as db_errors
+from kpis.db.entity import MappedEntity
+from kpis.errors import CareKPIError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -107,25 +110,18 @@ def _context(gx: Any) -> Any:
 
 
 def _engine(config: Config, source: str, engines: dict[str, sa.Engine]) -> sa.Engine:
+    """The source's engine, built like the collectors' (read-only session, statement timeout,
+    application name), checked with one ``SELECT 1``."""
     if source in engines:
         return engines[source]
     settings = config.sources[source]
     try:
-        engine = sa.create_engine(settings.url, poolclass=sa.pool.NullPool)
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        engine = db_engines.create(source, settings)
+        db_errors.ping(engine)
     except (sa.exc.SQLAlchemyError, ImportError) as exc:
-        raise SourceError(f"source {source} ({settings.masked_url}) unreachable: "
-                          f"{_first_line(exc)}") from None
+        raise db_errors.unreachable(source, settings.masked_url, exc) from None
     engines[source] = engine
     return engine
-
-
-def _first_line(exc: BaseException) -> str:
-    """The driver's own first line, for connection errors only (they hold no row values)."""
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return text[:200]
 
 
 def _expectation(gx: Any, config: Config, checks: checks_config.ChecksConfig,
@@ -212,28 +208,11 @@ def _run_entity(gx: Any, context: Any, config: Config, checks: checks_config.Che
 
 
 def _probe(config: Config, name: str, engine: sa.Engine) -> None:
-    """Fail early, with the server's schema-level message, when the mapping does not compile."""
-    entity = config.entities[name]
-    if entity.table is not None:
-        inspector = sa.inspect(engine)
-        try:
-            present = {c["name"].lower() for c in inspector.get_columns(entity.table,
-                                                                         entity.db_schema)}
-        except sa.exc.NoSuchTableError:
-            raise ConfigError(config.path, f"entities.{name}.table",
-                              f"table {entity.table!r} not found on source {entity.source}"
-                              ) from None
-        for field_name, column in entity.fields.items():
-            if isinstance(column, str) and column.lower() not in present:
-                raise ConfigError(config.path, f"entities.{name}.fields.{field_name}",
-                                  f"column {column!r} not found in table {entity.table!r}")
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(batches.probe_query(config, name, engine.dialect)))
-    except sa.exc.SQLAlchemyError as exc:  # over zero rows: the message holds no values
-        raise ConfigError(config.path, f"entities.{name}",
-                          f"the mapped SQL fails on source {entity.source}: "
-                          f"{_first_line(exc)}") from None
+    """Fail early, with a schema-level message, when the mapping does not work on the server."""
+    with engine.connect() as conn:
+        problems = db_errors.probe_mapping(conn, MappedEntity(name, config.entities[name]))
+    if problems:
+        raise ConfigError(config.path, problems[0].where, problems[0].message)
 
 
 def _number(value: Any) -> int | None:

@@ -26,7 +26,6 @@ TIME_ORDER: dict[str, tuple[tuple[str, str], ...]] = {
 }
 # Planned times, legitimately in the future: exempt from the "no future timestamps" check.
 SCHEDULED = {("appointments", "start"), ("follow_ups", "due_from")}
-SCALES = {"0-10": (0, 10), "1-5": (1, 5), "1-4": (1, 4)}
 COLUMN_ARGS = ("column", "column_A", "column_B")
 LIST_ARGS = ("column_list",)
 

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement
 
 from collectors.plan import Context, Measure, Plan, anchored, excluded, label_dims
-from collectors.source import MappedEntity
 from collectors.sqlfuncs import days_between, later_of, number, seconds_between, text_literal
 from kpis.catalog import Kpi
+from kpis.db.entity import MappedEntity
 
 ATTENDED_OR_NOSHOW = ("fulfilled", "arrived", "checked-in", "noshow")
 BOOKED = ("booked", "arrived", "fulfilled", "cancelled", "noshow", "checked-in")

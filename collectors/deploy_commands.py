@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from collectors import deploy
+from kpis.commandline import Group
 from kpis.errors import CareKPIError
 
 config_option = click.option("--config", "config_path", required=True,
@@ -31,22 +32,7 @@ def _read(path: Path) -> tuple[str, Any]:
     return path.read_text(encoding="utf-8"), raw
 
 
-def _fail_cleanly(func: Any) -> Any:
-    """One line and exit 2 for a project error (as every carekpi command)."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except CareKPIError as exc:
-            click.echo(f"carekpi: {exc}", err=True)
-            raise SystemExit(2) from None
-
-    return wrapper
-
-
-@click.group("deploy")
+@click.group("deploy", cls=Group)
 def deploy_group() -> None:
     """Deployment artifacts for the exporter (Kubernetes, systemd)."""
 
@@ -61,7 +47,6 @@ def deploy_group() -> None:
               help="Exporter processes, each serving its part of the refresh units.")
 @click.option("--monitor-label", "monitor_labels", multiple=True, metavar="KEY=VALUE",
               help="Label the Prometheus Operator's serviceMonitorSelector matches.")
-@_fail_cleanly
 def kubernetes_command(config_path: Path, out_dir: Path, image: str, namespace: str | None,
                        shards: int, monitor_labels: tuple[str, ...]) -> None:
     """ConfigMap, Deployment(s), Service(s) and ServiceMonitor in exporter.yaml.
@@ -94,7 +79,6 @@ def kubernetes_command(config_path: Path, out_dir: Path, image: str, namespace: 
 @click.option("--installed-config", default="/etc/carekpi/carekpi.yaml", show_default=True,
               help="Where the config lives on the host.")
 @click.option("--user", default="carekpi", show_default=True, help="The dedicated user.")
-@_fail_cleanly
 def systemd_command(config_path: Path, executable: str, installed_config: str, user: str
                     ) -> None:
     """A hardened carekpi.service on stdout.

@@ -8,7 +8,6 @@ bad mapping cannot take its neighbours down.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -22,10 +21,11 @@ from collectors.labels import LabelCaps
 from collectors.load import LoadMeter
 from collectors.plan import Context, Plan, at
 from collectors.query import compose, decode
-from collectors.source import MappedEntity
-from kpis import cadence, catalog, model, targets
+from kpis import cadence, catalog, effective, model
 from kpis.catalog import Kpi
 from kpis.config import Config
+from kpis.db.entity import MappedEntity
+from kpis.db.errors import describe, reachable, timed_out
 from kpis.durations import format_seconds
 from kpis.snapshot import Cell, KpiResult
 
@@ -81,7 +81,7 @@ def units(config: Config, cadences: bool = True) -> list[Unit]:
     its own range; without, one unit for all windows (``collect --once``)."""
     grouped: dict[tuple[Any, ...], list[Kpi]] = {}
     for kpi in catalog.load():
-        if not targets.enabled(kpi, config) or unavailable_reason(kpi, config):
+        if not effective.enabled(kpi, config) or unavailable_reason(kpi, config):
             continue
         if kpi.kind == "freshness":
             continue
@@ -91,7 +91,7 @@ def units(config: Config, cadences: bool = True) -> list[Unit]:
             grouped.setdefault(key, []).append(kpi)
     out = [Unit(key[0], key[1], tuple(kpis), key[2], key[3]) for key, kpis in grouped.items()]
     freshness = catalog.get("freshness")
-    if targets.enabled(freshness, config):
+    if effective.enabled(freshness, config):
         for source in sorted({e.source for e in config.entities.values()}):
             out.append(Unit(source, None, (freshness,),
                             config.sources[source].refresh_interval.seconds))
@@ -143,7 +143,7 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
         # cost one more timeout per KPI, and an unreachable source fails them all anyway.
         if len(unit.kpis) > 1 and not timed_out(exc) and reachable(engine):
             log.info("merged query %s failed (%s); evaluating its KPIs one by one",
-                     unit.name, describe_error(exc))
+                     unit.name, describe(exc))
             return [r for kpi in unit.kpis for r in run_unit(
                 engine, config, replace(unit, kpis=(kpi,)), as_of, caps, load)]
         return [_failed(unit, kpi, as_of, exc, started) for kpi in unit.kpis]
@@ -195,56 +195,10 @@ def _freshness(engine: sa.Engine, ctx: Context, unit: Unit, meter: LoadMeter) ->
 
 def _failed(unit: Unit, kpi: Kpi, as_of: datetime, exc: BaseException, started: float
             ) -> KpiResult:
-    message = describe_error(exc)
+    message = describe(exc)
     log.warning("refresh of %s on source %s failed: %s", kpi.key, unit.source, message)
     return KpiResult(kpi, unit.source, as_of, (), None, message,
                      time.perf_counter() - started, 0, unit.window_labels)
-
-
-_TIMEOUT_WORDS = ("statement timeout", "max_statement_time", "max_execution_time",
-                  "interrupted", "querycanceled")
-
-
-def timed_out(exc: BaseException) -> bool:
-    """The server (or SQLite's progress handler) cancelled the query at query_timeout."""
-    orig = getattr(exc, "orig", None)
-    text = f"{type(orig).__name__} {orig}".lower()
-    return any(word in text for word in _TIMEOUT_WORDS)
-
-
-def reachable(engine: sa.Engine) -> bool:
-    """Whether the source answers at all (tells a lost database from a bad query)."""
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        return True
-    except Exception:
-        return False
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line, value-free description: the exception class and the driver's first line,
-    never the SQL statement or its parameters (they can hold config values, not data, but
-    drivers echo offending data values in some messages, so keep only the class)."""
-    if isinstance(exc, sa.exc.DBAPIError):
-        orig = exc.orig
-        kind = type(orig).__name__ if orig is not None else type(exc).__name__
-        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
-            return f"database error {kind}: {_first_line(orig)}"
-        return f"query failed: {kind}"
-    if isinstance(exc, sa.exc.TimeoutError):
-        return "connection pool exhausted (timeout)"
-    return f"{type(exc).__name__}"
-
-
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-
-
-def _first_line(orig: BaseException | None) -> str:
-    """The driver's first line with anything quoted blanked: connection and timeout messages
-    stay readable, while a value a driver might quote from a row never leaves."""
-    text = str(orig or "").strip().splitlines()
-    return _QUOTED.sub("'?'", text[0])[:160] if text else "no detail"
 
 
 def unavailable(config: Config, as_of: datetime) -> list[KpiResult]:
@@ -252,7 +206,7 @@ def unavailable(config: Config, as_of: datetime) -> list[KpiResult]:
     out = []
     for kpi in catalog.load():
         reason = unavailable_reason(kpi, config)
-        if reason and targets.enabled(kpi, config):
+        if reason and effective.enabled(kpi, config):
             out.append(KpiResult(kpi, "", as_of, unavailable=reason))
     return out
 

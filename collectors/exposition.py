@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from collectors.store import Store
-from kpis import __version__, catalog, names, targets
+from kpis import __version__, catalog, effective, names
 from kpis.catalog import Kpi
 from kpis.durations import format_seconds
 from kpis.snapshot import EXCLUDED, KpiResult, with_empty_windows
@@ -93,14 +93,14 @@ class CareKpiCollector(Collector):
         plain = GaugeMetricFamily(names.KPI_TARGET, "", labels=[names.KPI])
         config = self.store.config
         for kpi in catalog.load():
-            goal = targets.target(kpi, config)
-            if goal is None or not targets.enabled(kpi, config):
+            goal = effective.target(kpi, config)
+            if goal is None or not effective.enabled(kpi, config):
                 continue
             plain.add_metric([kpi.key], goal.value)
             clinics = sorted({c.label(names.CLINIC) or "" for r in results
                               if r.kpi.key == kpi.key for c in r.cells} - {""})
             for clinic in clinics:
-                per_clinic = targets.target(kpi, config, clinic)
+                per_clinic = effective.target(kpi, config, clinic)
                 assert per_clinic is not None
                 family.add_metric([kpi.key, clinic], per_clinic.value)
         family.samples.extend(plain.samples)

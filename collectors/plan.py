@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement
 
 from collectors.business_clock import BusinessClock
-from collectors.source import MappedEntity
 from kpis.catalog import Kpi
 from kpis.config import Config, KpiSettings
+from kpis.db.entity import MappedEntity
 from kpis.durations import Duration, format_seconds
 from kpis.snapshot import EXCLUDED
 

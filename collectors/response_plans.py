@@ -20,10 +20,11 @@ from collectors.plan import (
     label_dims,
     pinned,
 )
-from collectors.source import MappedEntity
 from collectors.sqlfuncs import number, seconds_between
 from kpis.catalog import Kpi
+from kpis.db.entity import MappedEntity
 from kpis.durations import Duration
+from kpis.model import SCALE_BOUNDS
 
 DAY = 86400.0
 DEFAULT_SLA = {"response_sla": Duration(0, 1), "sla_breach_backlog": Duration(0, 1),
@@ -204,25 +205,30 @@ def _scale(e: MappedEntity, scale: str, low: int, high: int) -> ColumnElement[bo
     return sa.and_(e.is_code("scale", scale), score >= number(low), score <= number(high))
 
 
+def _on_scale(e: MappedEntity, scale: str) -> ColumnElement[bool]:
+    """A score within its scale's bounds (kpis.model.SCALE_BOUNDS)."""
+    return _scale(e, scale, *SCALE_BOUNDS[scale])
+
+
 def _recommend(ctx: Context, kpi: Kpi, e: MappedEntity) -> ColumnElement[bool]:
     item = ctx.settings(kpi).item or "recommend"
-    return sa.and_(e.col("item") == item, _scale(e, "0-10", 0, 10))
+    return sa.and_(e.col("item") == item, _on_scale(e, "0-10"))
 
 
-def _off_scale(e: MappedEntity, *scales: tuple[str, int, int]) -> Measure:
+def _off_scale(e: MappedEntity, *scales: str) -> Measure:
     """Scores outside their scale (or on a scale no code maps to): counted, left out."""
     score = e.col("score")
     on_scale = [sa.and_(e.is_code("scale", s), sa.or_(score < number(lo), score > number(hi)))
-                for s, lo, hi in scales]
+                for s, (lo, hi) in ((s, SCALE_BOUNDS[s]) for s in scales)]
     return excluded("score_out_of_range", sa.and_(score.is_not(None), sa.or_(*on_scale)))
 
 
 def top_box(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    valid = sa.or_(_scale(e, "0-10", 0, 10), _scale(e, "1-4", 1, 4))
+    valid = sa.or_(_on_scale(e, "0-10"), _on_scale(e, "1-4"))
     top = sa.or_(_scale(e, "0-10", 9, 10), _scale(e, "1-4", 4, 4))
     return _plain(ctx, kpi, e, [Measure("denominator", valid),
                                 Measure("numerator", sa.and_(valid, top)),
-                                _off_scale(e, ("0-10", 0, 10), ("1-4", 1, 4))])
+                                _off_scale(e, "0-10", "1-4")])
 
 
 def nps(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
@@ -234,10 +240,10 @@ def nps(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
 
 
 def csat(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    valid = _scale(e, "1-5", 1, 5)
+    valid = _on_scale(e, "1-5")
     return _plain(ctx, kpi, e, [Measure("denominator", valid),
                                 Measure("numerator", sa.and_(valid, e.col("score") >= 4)),
-                                _off_scale(e, ("1-5", 1, 5))])
+                                _off_scale(e, "1-5")])
 
 
 def survey_response(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:

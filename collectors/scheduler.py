@@ -28,6 +28,7 @@ from collectors import evaluate
 from collectors.evaluate import Unit
 from collectors.store import Store
 from kpis.db import deadlines
+from kpis.db.errors import ping
 from kpis.snapshot import KpiResult
 
 log = logging.getLogger("carekpi.scheduler")
@@ -158,8 +159,7 @@ class Scheduler:
     def _check(self, source: str, index: int) -> None:
         interval = self.store.config.sources[source].refresh_interval.seconds
         try:
-            with self.engines[source].connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
+            ping(self.engines[source])
             up = True
         except Exception as exc:
             up = False

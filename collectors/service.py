@@ -16,12 +16,12 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
-from collectors import engines as engine_factory
 from collectors.exposition import CachedExposition, CareKpiCollector
 from collectors.scheduler import Scheduler
 from collectors.store import Store
 from collectors.web import WebConfig, WebServer, start_server
 from kpis.config import Config
+from kpis.db.engines import create_all
 
 log = logging.getLogger("carekpi.exporter")
 
@@ -72,10 +72,6 @@ def exit_process(code: int) -> NoReturn:
     os._exit(code)
 
 
-def create_engines(config: Config) -> dict[str, sa.Engine]:
-    return {name: engine_factory.create(name, source) for name, source in config.sources.items()}
-
-
 @dataclass
 class Exporter:
     config: Config
@@ -85,7 +81,7 @@ class Exporter:
 
     def __post_init__(self) -> None:
         self.store = Store(self.config)
-        self.engines = create_engines(self.config)
+        self.engines: dict[str, sa.Engine] = create_all(self.config)
         self.scheduler = Scheduler(self.store, self.engines, self.clock)
         self.registry.register(CareKpiCollector(self.store))
         for collector in self.extra_collectors:

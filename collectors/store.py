@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from collectors.labels import LabelCaps
 from collectors.load import LoadMeter
 from kpis.config import Config
+from kpis.series import STALE_REFRESHES
 from kpis.snapshot import KpiResult
 
 
@@ -44,7 +45,7 @@ def _combined(parts: list[Stats]) -> Stats:
 
 
 class Store:
-    def __init__(self, config: Config, stale_after_intervals: float = 3.0) -> None:
+    def __init__(self, config: Config, stale_after_intervals: float = STALE_REFRESHES) -> None:
         self.config = config
         self.caps = LabelCaps(config.labels)
         self.stale_after = stale_after_intervals

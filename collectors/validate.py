@@ -12,14 +12,12 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from collectors.evaluate import describe_error
-from collectors.source import MappedEntity
 from kpis import model
 from kpis.config import Config
+from kpis.db.entity import MappedEntity
+from kpis.db.errors import describe, probe_mapping
 
 _CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,16}$")
-_NUMERIC_OK = (sa.types.Integer, sa.types.Numeric, sa.types.Float, sa.types.Boolean)
-_TIME_OK = (sa.types.DateTime, sa.types.Date, sa.types.String, sa.types.NullType)
 
 
 @dataclass(frozen=True)
@@ -43,63 +41,19 @@ def check_live(config: Config, engines: dict[str, sa.Engine]) -> list[Finding]:
                 conn.rollback()
         except sa.exc.DBAPIError as exc:
             findings.append(Finding("error", f"sources.{entity.source}",
-                                    f"cannot query: {describe_error(exc)}"))
+                                    f"cannot query: {describe(exc)}"))
     return findings
 
 
 def _check_entity(conn: sa.Connection, e: MappedEntity, where: str) -> list[Finding]:
-    try:
-        conn.execute(sa.select(sa.literal(1)).select_from(e.from_).limit(0))
-    except sa.exc.DBAPIError as exc:
-        conn.rollback()
-        what = f"table {e.config.table!r}" if e.config.table else "query"
-        return [Finding("error", f"{where}.{'table' if e.config.table else 'query'}",
-                        f"{what} cannot be read ({describe_error(exc)})")]
-    findings = []
-    for field_name in e.config.fields:
-        finding = _check_field(conn, e, field_name, f"{where}.fields.{field_name}")
-        if finding is not None:
-            findings.append(finding)
+    problems = probe_mapping(conn, e)
+    findings = [Finding("error", p.where, p.message) for p in problems]
+    if any(p.where in (f"{where}.table", f"{where}.query") for p in problems):
+        return findings
     for field_name in e.config.fields:
         if e.fields[field_name].type is model.FieldType.CODE:
             findings.extend(_unmapped_codes(conn, e, field_name, where))
     return findings
-
-
-def _check_field(conn: sa.Connection, e: MappedEntity, name: str, where: str) -> Finding | None:
-    expr = e.col(name)
-    try:
-        conn.execute(sa.select(expr).select_from(e.from_).limit(1)).all()
-    except sa.exc.DBAPIError as exc:
-        conn.rollback()
-        mapping = e.config.fields[name]
-        shown = mapping if isinstance(mapping, str) else "expression"
-        return Finding("error", where, f"{shown!r} cannot be selected from "
-                       f"{e.config.table or 'the query'} ({describe_error(exc)})")
-    return _check_type(conn, e, name, where)
-
-
-def _check_type(conn: sa.Connection, e: MappedEntity, name: str, where: str) -> Finding | None:
-    mapping = e.config.fields[name]
-    if not isinstance(mapping, str) or e.config.table is None:
-        return None
-    try:
-        columns = sa.inspect(conn).get_columns(e.config.table, schema=e.config.db_schema)
-    except sa.exc.SQLAlchemyError:
-        return None
-    types = {c["name"]: c["type"] for c in columns}
-    if mapping not in types:
-        return Finding("error", where, f"column {mapping!r} not found in table "
-                       f"{e.config.table!r}")
-    kind, type_ = e.fields[name].type, types[mapping]
-    if kind is model.FieldType.TIMESTAMP and not isinstance(type_, _TIME_OK):
-        return Finding("error", where, f"column {mapping!r} has type {type_}; a timestamp "
-                       "is needed")
-    if kind in (model.FieldType.NUMBER, model.FieldType.BOOL) and not isinstance(type_,
-                                                                               _NUMERIC_OK):
-        return Finding("error", where, f"column {mapping!r} has type {type_}; a number or "
-                       "boolean is needed")
-    return None
 
 
 def _unmapped_codes(conn: sa.Connection, e: MappedEntity, name: str, where: str

@@ -12,9 +12,10 @@ from typing import Any
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from dashboards import RUNBOOK_URL, board, care, operations, sections
+from dashboards import board, care, operations, sections
 from kpis.config import Config
 from kpis.errors import CareKPIError
+from kpis.series import RUNBOOK_URL
 
 GENERATED_DIR = Path(__file__).parent / "generated"
 

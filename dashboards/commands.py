@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
-from dashboards import RUNBOOK_URL
+from kpis.commandline import Group
 from kpis.config import Config
 from kpis.errors import CareKPIError
+from kpis.series import RUNBOOK_URL
 
 
 def _config(path: str | None) -> Config | None:
@@ -20,12 +20,7 @@ def _config(path: str | None) -> Config | None:
     return config.load(path)
 
 
-def _fail(exc: CareKPIError) -> NoReturn:
-    click.echo(f"carekpi: {exc}", err=True)
-    raise SystemExit(exc.exit_code)
-
-
-@click.group("dashboards")
+@click.group("dashboards", cls=Group)
 def dashboards_group() -> None:
     """Grafana dashboards built from the KPI catalog and your config."""
 
@@ -52,13 +47,10 @@ def build_command(config_path: str | None, out_dir: str, runbook_url: str, fmt: 
     """
     from dashboards import build, configmap
 
-    try:
-        files = build.build_files(_config(config_path), runbook_base=runbook_url)
-        if fmt == "configmap":
-            files = configmap.build_file(files, namespace=namespace)
-        written = build.write_texts(files, out_dir)
-    except CareKPIError as exc:
-        _fail(exc)
+    files = build.build_files(_config(config_path), runbook_base=runbook_url)
+    if fmt == "configmap":
+        files = configmap.build_file(files, namespace=namespace)
+    written = build.write_texts(files, out_dir)
     for path in written:
         click.echo(str(Path(path)))
 
@@ -82,13 +74,17 @@ def publish_command(url: str, token: str | None, user: str | None, password: str
     """
     from dashboards import build, publish
 
-    try:
-        if token and (user or password):
-            raise CareKPIError("Grafana: give either --token or --user/--password, not both")
-        boards = build.dashboards(_config(config_path), runbook_base=runbook_url)
-        api = publish.connect(url, token=token, user=user, password=password)
-        outcomes = publish.publish(api, url, boards, folder=folder)
-    except CareKPIError as exc:
-        _fail(exc)
+    if token and (user or password):
+        raise CareKPIError("Grafana: give either --token or --user/--password, not both")
+    boards = build.dashboards(_config(config_path), runbook_base=runbook_url)
+    api = publish.connect(url, token=token, user=user, password=password)
+    outcomes = publish.publish(api, url, boards, folder=folder)
     for outcome in outcomes:
         click.echo(f"{outcome.action:9} {outcome.uid}  {outcome.title}")
+
+
+def write_committed(root: Path) -> list[Path]:
+    """The committed dashboards, from the catalog's defaults."""
+    from dashboards import build
+
+    return [Path(p) for p in build.write(None, root / "dashboards" / "generated")]

@@ -22,6 +22,7 @@ from dashboards.panels import (
 from kpis import catalog, names
 from kpis.catalog import Kpi
 from kpis.config import Config
+from kpis.series import selector
 
 CLINIC_LEGEND = "{{" + names.CLINIC + "}}"
 
@@ -100,7 +101,7 @@ def distribution(kpi: Kpi, config: Config | None, width: int = 12) -> bargauge.P
     """How many cases fall in each histogram bucket (Grafana de-accumulates the buckets)."""
     goal = targets.goal(kpi, config)
     bucket = f"{names.histogram(kpi)}_bucket"
-    expr = f"sum by ({names.LE}) ({promql.selector(bucket, *promql.kpi_matchers(kpi))})"
+    expr = f"sum by ({names.LE}) ({selector(bucket, *promql.kpi_matchers(kpi))})"
     query = Query(expr, legend="{{" + names.LE + "}}", instant=True, fmt="heatmap")
     note = "Bars count the cases per bucket (upper bound in seconds)."
     where = "Counts: the KPI's target applies to its quantile panel."
@@ -114,7 +115,7 @@ def counts(kpi: Kpi, parts: Sequence[str], title: str, note: str,
     matchers = promql.kpi_matchers(kpi)
     grouping = ", ".join(by)
     queries = [
-        Query(f"sum by ({grouping}) ({promql.selector(names.count_metric(kpi, part), *matchers)})",
+        Query(f"sum by ({grouping}) ({selector(names.count_metric(kpi, part), *matchers)})",
               legend=f"{legend(by)} {part}".strip())
         for part in parts
     ]

@@ -16,11 +16,10 @@ from dashboards.panels import (
 )
 from kpis import catalog, names
 from kpis.config import Config
+from kpis.series import STALE_REFRESHES
 
 DATA_QUALITY_UID = "carekpi-data-quality"
 EXPORTER_UID = "carekpi-exporter"
-# Refresh intervals without success before a KPI counts as stale (alerts.health uses the same).
-STALE_REFRESHES = 3
 # A check passes at 1; any failing check (or unavailable KPI, or down source) is the problem.
 NONE_FAILING: targets.Steps = [(None, targets.MET), (1.0, targets.MISSED)]
 ALL_UP: targets.Steps = [(None, targets.MISSED), (1.0, targets.MET)]

@@ -40,10 +40,11 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from dashboards import RUNBOOK_URL, targets
+from dashboards import targets
 from dashboards.targets import Steps
 from kpis import names
 from kpis.catalog import Kpi
+from kpis.series import BURN_SUFFIXES, runbook_url
 
 DATASOURCE_VAR = "datasource"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${" + DATASOURCE_VAR + "}")
@@ -58,14 +59,6 @@ class Query:
     legend: str = ""
     instant: bool = False
     fmt: str = "time_series"  # or "table", "heatmap"
-
-
-def runbook_url(alert: str) -> str:
-    return f"{RUNBOOK_URL}#{alert.lower()}"
-
-
-# Multiwindow burn-rate alerts of SLA-type KPIs (the alerts package names them the same way).
-BURN_SUFFIXES = ("FastBurn", "SlowBurn")
 
 
 def kpi_alert(kpi: Kpi) -> str | None:

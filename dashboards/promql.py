@@ -11,15 +11,11 @@ from collections.abc import Sequence
 
 from kpis import names
 from kpis.catalog import Kpi
+from kpis.series import QUANTILES, breach_operator, selector
 
 CLINIC_VAR = "$clinic"
 WINDOW_VAR = "$window"
 RATE_INTERVAL = "$__rate_interval"
-QUANTILES = {"p50": "0.5", "p90": "0.9"}
-
-
-def selector(metric: str, *matchers: str) -> str:
-    return f"{metric}{{{', '.join(matchers)}}}" if matchers else metric
 
 
 def kpi_matchers(kpi: Kpi, extra: Sequence[str] = ()) -> tuple[str, ...]:
@@ -119,7 +115,7 @@ def breach(kpi: Kpi, min_volume: int) -> str:
     so per-clinic targets from the config count without rebuilding the dashboard."""
     assert kpi.target is not None
     by = (names.CLINIC,)
-    past = ">" if kpi.target.op == "<=" else "<"
+    past = breach_operator(kpi)
     expr = f"({value(kpi, by)}) {past} bool ({target(kpi, by_clinic=True)})"
     guard = volume(kpi, by)
     if guard is not None and min_volume > 0:

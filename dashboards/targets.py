@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kpis import effective
 from kpis.catalog import Kpi
 from kpis.config import Config
 from kpis.durations import format_seconds
@@ -33,17 +34,11 @@ class Goal:
 
 def goal(kpi: Kpi, config: Config | None = None) -> Goal | None:
     """The KPI's target with the config's global override and minimum volume applied."""
-    if kpi.target is None:
+    target = effective.target(kpi, config)
+    if target is None:
         return None
-    settings = config.kpis.settings(kpi.key) if config is not None else None
-    value = settings.target if settings is not None and settings.target is not None else None
-    volume = settings.min_volume if settings is not None else None
-    return Goal(
-        stat=kpi.target.stat,
-        op=kpi.target.op,
-        value=kpi.target.value if value is None else value,
-        min_volume=kpi.min_volume if volume is None else volume,
-    )
+    return Goal(stat=target.stat, op=target.op, value=target.value,
+                min_volume=effective.min_volume(kpi, config))
 
 
 def steps(target: Goal | None) -> Steps:

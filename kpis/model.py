@@ -34,6 +34,10 @@ APPOINTMENT_STATUSES = (
 )
 
 
+# Survey scales: code -> (lowest, highest) valid score. Scores outside are counted, left out.
+SCALE_BOUNDS: dict[str, tuple[int, int]] = {"0-10": (0, 10), "1-5": (1, 5), "1-4": (1, 4)}
+
+
 def _f(name: str, type_: FieldType, codes: tuple[str, ...] = (), pinned: bool = False) -> Field:
     return Field(name, type_, codes, pinned)
 
@@ -71,7 +75,7 @@ ENTITIES: dict[str, tuple[Field, ...]] = {
     ),
     "surveys": (
         _f("id", ID), _f("clinic", LABEL), _f("submitted", TS), _f("instrument", LABEL),
-        _f("item", TEXT), _f("score", NUM), _f("scale", CODE, ("0-10", "1-5", "1-4")),
+        _f("item", TEXT), _f("score", NUM), _f("scale", CODE, tuple(SCALE_BOUNDS)),
         _f("contacted", TS, pinned=True),
     ),
     "survey_invitations": (

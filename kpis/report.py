@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from kpis import catalog, names, targets
+from kpis import catalog, effective, names
 from kpis.config import Config
 from kpis.snapshot import EXCLUDED, Cell, KpiResult, value, volume
 
@@ -29,12 +29,12 @@ def _cell(result: KpiResult, cell: Cell, config: Config) -> dict[str, Any]:
         row["age_seconds"] = _number(result.evaluated_at.timestamp() - cell.counts["timestamp"])
     current = value(kpi, cell) if kpi.kind != "freshness" else row["age_seconds"]
     row["value"] = _number(current)
-    goal = targets.target(kpi, config, cell.label(names.CLINIC))
+    goal = effective.target(kpi, config, cell.label(names.CLINIC))
     row["target"] = None if goal is None else goal.value
     if kpi.kind in ("proportion", "score", "duration"):
         row["volume"] = _number(volume(kpi, cell))
         # Alerts ignore cells under the minimum volume; say so rather than hide the number.
-        row["low_volume"] = volume(kpi, cell) < targets.min_volume(kpi, config)
+        row["low_volume"] = volume(kpi, cell) < effective.min_volume(kpi, config)
     if current is None:
         row["status"] = "no-data"
     elif goal is None:

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from alerts import build, burn_rate, promtool_tests, rendering, settings
-from alerts.runbook import RUNBOOK_BASE_URL, anchor
-from kpis import catalog, names
+from kpis import catalog, effective, names
 from kpis.config import parse
+from kpis.series import RUNBOOK_URL, runbook_anchor
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS_DIR = ROOT / "alerts"
@@ -89,7 +89,7 @@ def test_every_targeted_kpi_has_an_alert_with_target_series_and_volume_guard():
         assert f'kpi="{kpi.key}"' in rule["expr"] and names.KPI_TARGET in rule["expr"]
         assert rule["labels"] == {"kpi": kpi.key, "severity": kpi.severity}
         assert rule["for"] == kpi.alert_for
-        assert rule["annotations"]["runbook_url"] == f"{RUNBOOK_BASE_URL}#{name.lower()}"
+        assert rule["annotations"]["runbook_url"] == f"{RUNBOOK_URL}#{name.lower()}"
         if kpi.kind != "backlog":
             assert f">= {kpi.min_volume}" in rule["expr"]
 
@@ -112,7 +112,7 @@ def test_burn_rate_factors_fit_the_objective():
     assert burn_rate.factor_for(6, (0.95,)) == 6
     assert burn_rate.factor_for(14.4, (0.9,)) * (1 - 0.9) <= 1
     for item in settings.kpi_rules(None):
-        for tier in burn_rate.tiers(item, settings.window_seconds(None)):
+        for tier in burn_rate.tiers(item, effective.window_seconds(None)):
             assert all(tier.factor * (1 - o) <= burn_rate.MAX_FAILING_SHARE + 1e-9
                        for o in item.objectives)
 
@@ -165,7 +165,7 @@ def test_runbook_has_a_section_for_every_alert():
     anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
     cfg = config({"calendar": {"hours": {"mon": "08:00-17:00"}}})
     for alert in {*alerts_by_name(), *alerts_by_name(cfg)}:
-        assert anchor(alert) in anchors, f"alerts/RUNBOOK.md has no section for {alert}"
+        assert runbook_anchor(alert) in anchors, f"alerts/RUNBOOK.md has no section for {alert}"
     assert "burn-rates" in anchors
 
 

@@ -14,9 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from collectors import evaluate
 from collectors.labels import LabelCaps
-from collectors.service import Exporter, create_engines
+from collectors.service import Exporter
 from collectors.sqlfuncs import bucket_index
 from kpis import config as config_module
+from kpis.db.engines import create_all as create_engines
 from kpis.errors import ConfigError
 from kpis.snapshot import with_empty_windows
 from tests import known_data

@@ -161,13 +161,13 @@ def test_mapped_column_missing_and_unreachable_database(fresh_database, tmp_path
     path.write_text(json.dumps(document))
     result = CliRunner().invoke(checks_group, ["run", "--config", str(path)])
     assert result.exit_code == 2
-    assert result.stderr.strip() == (f"error: {path}: entities.appointments.fields.start: "
+    assert result.stderr.strip() == (f"carekpi: {path}: entities.appointments.fields.start: "
                                      "column 'strt_ts' not found in table 'appt'")
     down = data.write_config(tmp_path / "down.yaml",
                              "postgresql+psycopg://nobody:secret@127.0.0.1:1/none")
     result = CliRunner().invoke(checks_group, ["run", "--config", down])
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: source clinicdb (postgresql+psycopg://nobody:***@")
+    assert result.stderr.startswith("carekpi: source clinicdb (postgresql+psycopg://nobody:***@")
     assert "secret" not in result.output and len(result.stderr.strip().splitlines()) == 1
 
 

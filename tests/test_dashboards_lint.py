@@ -178,10 +178,15 @@ def test_every_runbook_link_names_a_generated_alert():
 
 
 def test_stale_threshold_matches_the_alert():
-    from alerts.health import STALE_REFRESHES
-    from dashboards.operations import STALE_REFRESHES as shown
+    from kpis.series import STALE_REFRESHES
 
-    assert shown == STALE_REFRESHES
+    rules = yaml.safe_load(ALERTS_FILE.read_text())
+    stale = next(r for g in rules["groups"] for r in g["rules"]
+                 if r.get("alert") == names.ALERT_REFRESH_STALE)
+    assert f"> {STALE_REFRESHES} * " in stale["expr"]
+    panel = next(p for _, p in PANELS if p.get("title") == "Refresh age in intervals")
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1]["value"] == STALE_REFRESHES
 
 
 def promtool_or_skip() -> str:

@@ -175,7 +175,8 @@ def test_config_validate_checks_columns_and_lists_unmapped_codes(sqlite_known: s
     run = subprocess.run([*CARE, "config", "validate", "--config", str(path)],
                          capture_output=True, text=True)
     assert run.returncode == 2
-    assert "entities.calls.fields.answered: 'answerd_at' cannot be selected" in run.stderr
+    assert ("entities.calls.fields.answered: column 'answerd_at' not found in table "
+            "'acd_calls'") in run.stderr
 
 
 @pytest.mark.prometheus
@@ -220,8 +221,8 @@ def test_cached_exposition_is_byte_identical_to_prometheus_client(sqlite_known: 
 
     from collectors import evaluate
     from collectors.exposition import CachedExposition, CareKpiCollector
-    from collectors.service import create_engines
     from collectors.store import Store
+    from kpis.db.engines import create_all as create_engines
     from kpis.snapshot import Cell, KpiResult
 
     config = config_module.parse(known_data.config(sqlite_known), "known.yaml")
@@ -267,8 +268,8 @@ def test_a_format_nobody_scrapes_any_more_is_dropped_from_the_cache(sqlite_known
 
     from collectors import evaluate
     from collectors.exposition import CachedExposition, CareKpiCollector
-    from collectors.service import create_engines
     from collectors.store import Store
+    from kpis.db.engines import create_all as create_engines
 
     config = config_module.parse(known_data.config(sqlite_known), "known.yaml")
     store = Store(config)
@@ -291,8 +292,8 @@ def test_a_kpi_whose_results_did_not_change_keeps_its_families(sqlite_known: str
 
     from collectors import evaluate
     from collectors.exposition import CareKpiCollector
-    from collectors.service import create_engines
     from collectors.store import Store
+    from kpis.db.engines import create_all as create_engines
     from kpis.snapshot import Cell, KpiResult
 
     config = config_module.parse(known_data.config(sqlite_known), "known.yaml")

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from collectors import evaluate
-from collectors.service import create_engines
 from kpis import config as config_module
+from kpis.db.engines import create_all as create_engines
 from kpis.snapshot import KpiResult
 from tests import known_data
 

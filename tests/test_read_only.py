@@ -1,5 +1,5 @@
 """SQL that writes is refused twice: by the config validation (kpis.sql_guard), and, when that is
-bypassed, by the database itself, because collectors.engines opens read-only sessions."""
+bypassed, by the database itself, because kpis.db.engines opens read-only sessions."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from collectors import engines
 from kpis import config as config_module
 from kpis.config import Entity, Source
+from kpis.db import engines
 from kpis.errors import ConfigError
 
 WRITES = {

@@ -1,0 +1,1 @@
+"""Data access shared by every package: engines, the mapped entity as SQL, database errors."""

@@ -64,11 +64,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import sqlalchemy as sa
 import yaml
 
-from collectors import engines as engine_factory
 from collectors.evaluate import evaluate, run_unit, units
 from collectors.labels import LabelCaps
 from collectors.load import LoadMeter
 from kpis import config as config_module
+from kpis.db import engines as engine_factory
 from kpis.demo import config_yaml
 from tests.benchmarks import bench_qe, bench_raw, bench_seed, bench_serve
 

@@ -1,5 +1,9 @@
 """An entity of the user's database as SQLAlchemy sees it: the table (or SELECT), each logical
-field's column or expression, canonical codes, and the entity's time zone."""
+field's column or expression, canonical codes, and the entity's time zone.
+
+The one implementation of "the mapped entity as SQL": the collectors' KPI queries, the live
+checks of ``config validate`` and the data-quality checks' batches are all built from it.
+"""
 
 from __future__ import annotations
 
@@ -31,12 +35,26 @@ class MappedEntity:
         columns = sorted({m for m in entity.fields.values() if isinstance(m, str)})
         if entity.query is not None:
             self.from_: FromClause = (
-                sa.text(entity.query).columns(*(sa.column(c) for c in columns)).subquery(alias)
+                sa.text(entity_query(entity.query)).columns(*(sa.column(c) for c in columns))
+                .subquery(alias)
             )
         else:
             table = sa.table(entity.table or "", *(sa.column(c) for c in columns),
                              schema=entity.db_schema)
             self.from_ = table.alias(alias)
+
+    def expression(self, name: str) -> ColumnElement[Any]:
+        """The field's column or SQL expression as mapped, untyped."""
+        mapping = self.config.fields[name]
+        if isinstance(mapping, SqlExpression):
+            return sa.literal_column(f"({mapping.sql})")
+        return self.from_.c[mapping]
+
+    def probe(self) -> sa.Select[Any]:
+        """Every mapped field over no rows: proves the mapping compiles on the server without
+        reading a value."""
+        columns = [self.expression(f).label(f) for f in self.config.fields]
+        return sa.select(*columns).select_from(self.from_).where(sa.false())
 
     def mapped(self, *names: str) -> bool:
         return all(n in self.config.fields for n in names)
@@ -46,11 +64,8 @@ class MappedEntity:
 
     def col(self, name: str) -> ColumnElement[Any]:
         """The field's expression, typed by its logical type (timestamps parse on SQLite)."""
-        mapping = self.config.fields[name]
         type_ = _TYPES.get(self.fields[name].type, sa.String())
-        if isinstance(mapping, SqlExpression):
-            return sa.type_coerce(sa.literal_column(f"({mapping.sql})"), type_)
-        return sa.type_coerce(self.from_.c[mapping], type_)
+        return sa.type_coerce(self.expression(name), type_)
 
     def local_codes(self, name: str, canonical: Iterable[str]) -> list[Any]:
         """The local codes that mean any of the canonical codes (identity when unmapped)."""
@@ -80,6 +95,12 @@ class MappedEntity:
         if stored.tzinfo is None:
             stored = stored.replace(tzinfo=self.zone)
         return stored.astimezone(ZoneInfo("UTC"))
+
+
+def entity_query(query: str) -> str:
+    """An entity's ``query:`` as a subquery body: surrounding blanks and trailing ``;`` removed
+    (``SELECT ...;`` is a complete statement on its own, but a syntax error inside parentheses)."""
+    return query.strip().rstrip(";").rstrip()
 
 
 def _code_literal(code: Any) -> ColumnElement[Any]:

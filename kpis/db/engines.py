@@ -14,13 +14,15 @@ from __future__ import annotations
 import functools
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from kpis.config import Source
+from kpis.config import Config, Source
 from kpis.db import deadlines
 
 _sqlite_deadlines: dict[int, float] = {}  # id(sqlite3 connection) -> monotonic deadline
@@ -73,6 +75,22 @@ def create(name: str, source: Source) -> sa.Engine:
         event.listen(engine, "close", _sqlite_forget)
         event.listen(engine, "before_cursor_execute", _sqlite_deadline(timeout))
     return engine
+
+
+def create_all(config: Config) -> dict[str, sa.Engine]:
+    """One engine per configured source, by source name."""
+    return {name: create(name, source) for name, source in config.sources.items()}
+
+
+@contextmanager
+def opened(config: Config) -> Iterator[dict[str, sa.Engine]]:
+    """Every source's engine for the duration of a command, disposed afterwards."""
+    engines = create_all(config)
+    try:
+        yield engines
+    finally:
+        for engine in engines.values():
+            engine.dispose()
 
 
 def _read_only_sqlite(url: sa.URL) -> sa.URL:

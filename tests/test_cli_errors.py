@@ -1,0 +1,82 @@
+"""Every command reports a failure the same way: one line ``carekpi: ...`` on stderr, exit code
+2, never a traceback (kpis.commandline holds the one handler)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from kpis.cli import main
+from kpis.commandline import Group
+
+CARE = [sys.executable, "-m", "kpis"]
+BAD_YAML = "version: 1\nsources: {main: {url: 'sqlite:///x.db', refresh_intervl: 1m}}\n"
+
+
+def one_line_exit_2(args: list[str]) -> str:
+    result = CliRunner().invoke(main, args, prog_name="carekpi")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("carekpi: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_alerts_build_with_a_bad_config_is_one_line_in_a_real_process(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_YAML)
+    done = subprocess.run([*CARE, "alerts", "build", "--config", str(bad),
+                           "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (f"carekpi: {bad}: sources.main.refresh_intervl: unknown key\n")
+
+
+@pytest.mark.parametrize("command", [
+    ["alerts", "build", "--out", "{tmp}/out"],
+    ["dashboards", "build", "--out", "{tmp}/out"],
+    ["config", "validate", "--offline"],
+    ["config", "show"],
+    ["collect", "--once"],
+    ["checks", "run"],
+])
+def test_every_command_reports_a_bad_config_in_one_line(command: list[str], tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_YAML)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    line = one_line_exit_2([*args, "--config", str(bad)])
+    assert line == f"carekpi: {bad}: sources.main.refresh_intervl: unknown key"
+
+
+def test_a_bad_option_value_is_one_line_naming_the_option(tmp_path: Path):
+    bad = tmp_path / "carekpi.yaml"
+    bad.write_text("version: 1\nsources: {main: {url: 'sqlite:///x.db'}}\n")
+    line = one_line_exit_2(["collect", "--once", "--config", str(bad), "--kpi", "nope"])
+    assert "--kpi" in line and "unknown KPI 'nope'" in line
+    line = one_line_exit_2(["collect", "--once", "--config", str(bad), "--as-of", "yesterday"])
+    assert "--as-of" in line and "ISO 8601" in line
+    assert "No such command" in one_line_exit_2(["colect"])
+
+
+def test_an_unexpected_error_is_withheld_not_a_traceback(monkeypatch):
+    @click.group(cls=Group)
+    def group() -> None:
+        pass
+
+    @group.command()
+    def boom() -> None:
+        raise ValueError("row value 'Jane Doe, 555-0100'")
+
+    result = CliRunner().invoke(group, ["boom"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("carekpi: unexpected ValueError (details withheld")
+    assert "Jane" not in result.output and "Traceback" not in result.output
+    monkeypatch.setenv("CAREKPI_DEBUG", "1")
+    assert isinstance(CliRunner().invoke(group, ["boom"]).exception, ValueError)
