@@ -266,7 +266,7 @@ def test_a_vetted_function_is_allowed_only_when_named(tmp_path: Path) -> None:
                                      pytest.param("mysql", marks=pytest.mark.mysql), "sqlite"])
 def test_accepted_expressions_run_on_the_real_database(dialect: str, fresh_database) -> None:
     """The list is not theory: what it accepts, the server runs on the read-only engine."""
-    from collectors import engines
+    from kpis.db import engines
 
     url = fresh_database(dialect)
     writer = sa.create_engine(url, poolclass=sa.pool.NullPool)
@@ -301,7 +301,7 @@ def test_pg_terminate_backend_no_longer_kills_another_session(fresh_database,
     """The attack: an entity query calling pg_terminate_backend killed another session, even on
     CareKPI's read-only engine. Bypassing the guard shows the danger is real; through the CLI
     the config is refused at load and the other session lives."""
-    from collectors import engines
+    from kpis.db import engines
 
     url = fresh_database("postgresql")
     database = sa.make_url(url).database
