@@ -1,17 +1,15 @@
-"""Label cardinality caps: past a label's cap, values fold into ``other`` and are counted."""
+"""Label cardinality caps: past a label's cap, values fold into ``other`` and are counted; so do
+values shaped like personal data, and values off the operator's ``labels.allow`` list."""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter
 
-from kpis import names
+from kpis import label_values, names
 from kpis.catalog import Kpi
 from kpis.config import Labels
 from kpis.snapshot import Cell, Histogram, volume
-
-_SAFE = re.compile(r"^[\w .,:/()&+#-]{1,64}$")
 
 
 class LabelCaps:
@@ -32,7 +30,11 @@ class LabelCaps:
             value = cell.label(label)
             if value is not None:
                 weight[value] = weight.get(value, 0.0) + volume(kpi, cell) + 1e-9
-        unsafe = {v for v in weight if not _SAFE.match(v)}
+        allowed = self.labels.allowed(label)
+        if allowed is not None:  # the operator's list: only known codes are exported
+            unsafe = {v for v in weight if v not in allowed}
+        else:  # never personal data or free text (kpis.label_values)
+            unsafe = {v for v in weight if label_values.personal_or_free_text(v)}
         ranked = sorted(weight, key=lambda v: (-weight[v], v))
         keep = [v for v in ranked if v not in unsafe]
         keep = keep[: cap - 1] if len(keep) + len(unsafe) > cap else keep

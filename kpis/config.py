@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from kpis import cadence, catalog, model, sql_guard, yaml_file
+from kpis import cadence, catalog, label_values, model, sql_guard, yaml_file
 from kpis.durations import Duration
 from kpis.durations import parse as parse_duration
 from kpis.errors import ConfigError
@@ -284,10 +284,34 @@ class Kpis(Strict):
         return value if isinstance(value, KpiSettings) else KpiSettings()
 
 
+LabelName = Literal["clinic", "department", "channel", "queue"]
+
+
 class Labels(Strict):
     max_values: int = Field(100, ge=1, le=10000)
-    limits: dict[Literal["clinic", "department", "channel", "queue"],
-                 Annotated[int, Field(ge=1, le=10000)]] = {}
+    limits: dict[LabelName, Annotated[int, Field(ge=1, le=10000)]] = {}
+    allow: dict[LabelName, list[str]] = {}  # only these values are exported; others -> other
+
+    @field_validator("allow", mode="before")
+    @classmethod
+    def _codes(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for label, codes in value.items():
+            if not isinstance(codes, list):
+                continue
+            for i, code in enumerate(codes):
+                error = label_values.code_error(str(code))
+                if error or isinstance(code, bool) or not isinstance(code, str | int):
+                    raise _Located(("labels", "allow", str(label), str(i)),
+                                   error or "an allowed label value is a code or a name")
+        return {label: [str(c) for c in codes] if isinstance(codes, list) else codes
+                for label, codes in value.items()}
+
+    def allowed(self, label: str) -> frozenset[str] | None:
+        """The values that may be exported for this label, or None when any safe value may."""
+        codes = {str(k): v for k, v in self.allow.items()}.get(label)
+        return None if codes is None else frozenset(codes)
 
     def cap(self, label: str) -> int:
         limits: dict[str, int] = {str(k): v for k, v in self.limits.items()}
