@@ -7,7 +7,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement
 
-from collectors.plan import Context, Measure, Plan, anchored, excluded, label_dims
+from collectors.plan import (
+    Context,
+    Measure,
+    Plan,
+    anchored,
+    excluded,
+    label_dims,
+    tolerate_skew,
+)
 from collectors.sqlfuncs import days_between, later_of, number, seconds_between, text_literal
 from kpis.catalog import Kpi
 from kpis.db.entity import MappedEntity
@@ -36,11 +44,13 @@ def _with_status_check(kpi: Kpi, e: MappedEntity, measures: list[Measure]) -> li
 
 def duration_measures(kpi: Kpi, when: ColumnElement[bool], seconds: ColumnElement[Any],
                       heavy: bool = False) -> list[Measure]:
-    """The histogram of plausible values, and counts of the negative and implausible ones."""
+    """The histogram of plausible values, and counts of the negative, implausible and
+    unusable ones (a missing value, an out-of-range timestamp such as 'infinity')."""
     limit = number(PLAUSIBLE[kpi.key])
     return [Measure("histogram", sa.and_(when, seconds <= limit), seconds, kpi.buckets, heavy),
             excluded("negative_duration", sa.and_(when, seconds < number(0))),
-            excluded("implausible_duration", sa.and_(when, seconds > limit))]
+            excluded("implausible_duration", sa.and_(when, seconds > limit)),
+            excluded("unusable_duration", sa.and_(when, seconds.is_(None)))]
 
 
 def _plan(ctx: Context, kpi: Kpi, e: MappedEntity, measures: list[Measure],
@@ -85,12 +95,12 @@ def _clock_start(e: MappedEntity) -> ColumnElement[Any]:
 
 
 def wait_to_be_seen(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    wait = seconds_between(_clock_start(e), e.col("provider_start"))
+    wait = tolerate_skew(e, seconds_between(_clock_start(e), e.col("provider_start")))
     return duration(ctx, kpi, e, e.col("provider_start").is_not(None), wait)
 
 
 def visit_cycle_time(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    cycle = seconds_between(_clock_start(e), e.col("departed"))
+    cycle = tolerate_skew(e, seconds_between(_clock_start(e), e.col("departed")))
     return duration(ctx, kpi, e, e.col("departed").is_not(None), cycle)
 
 
@@ -109,7 +119,11 @@ def reminder_coverage(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
 
 
 def no_show_by_reminder(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    sent = sa.and_(e.col("reminder_sent").is_not(None), e.col("reminder_sent") <= e.col("start"))
+    if e.mapped("reminder_sent"):
+        sent = sa.and_(e.col("reminder_sent").is_not(None),
+                       e.col("reminder_sent") <= e.col("start"))
+    else:  # a reminder flag: the source records that one was sent, not when
+        sent = e.is_true("reminded")
     reminder = sa.case((sent, text_literal("sent")), else_=text_literal("none"))
     days = days_between(e.col("created"), e.col("start"))
     lead = sa.case(*((days <= number(d), text_literal(label)) for d, label in LEAD_TIME_BUCKETS),
@@ -125,7 +139,7 @@ def online_booking(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
 
 
 def telehealth(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    virtual = e.col("virtual") == sa.true()
+    virtual = e.is_true("virtual")
     return proportion(ctx, kpi, e, virtual, e.is_code("status", *KEPT_BOOKINGS))
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from collectors import access_plans, response_plans
+from collectors import access_plans, call_plans, response_plans
 from collectors.labels import LabelCaps
 from collectors.load import LoadMeter
-from collectors.plan import Context, Plan, at
+from collectors.plan import Context, Plan, at, with_exclusions
 from collectors.query import compose, decode
 from kpis import cadence, catalog, effective, model
 from kpis.catalog import Kpi
@@ -31,8 +31,8 @@ from kpis.snapshot import Cell, KpiResult
 
 log = logging.getLogger("carekpi.collectors")
 Builder = Callable[[Context, Kpi, MappedEntity], Plan]
-BUILDERS: dict[str, Builder] = {**access_plans.BUILDERS, **response_plans.BUILDERS}
-_OPTIONAL = {"clinic", "channel", "queue", "priority", "department"}
+BUILDERS: dict[str, Builder] = {**access_plans.BUILDERS, **call_plans.BUILDERS,
+                                 **response_plans.BUILDERS}
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,7 @@ def unavailable_reason(kpi: Kpi, config: Config) -> str | None:
     entity = config.entity(kpi.entity)
     if entity is None:
         return f"entity {kpi.entity} not mapped"
-    missing = [f for f in kpi.fields if f not in _OPTIONAL and not entity.mapped(f)]
-    if missing:
-        return ", ".join(f"{kpi.entity}.{f}" for f in missing) + " not mapped"
-    return None
+    return catalog.missing_reason(kpi, entity.mapped)
 
 
 def units(config: Config, cadences: bool = True) -> list[Unit]:
@@ -134,7 +131,7 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
     entity = MappedEntity(unit.entity, config.entities[unit.entity])
     started = time.perf_counter()
     try:
-        plans = [BUILDERS[k.key](ctx, k, entity) for k in unit.kpis]
+        plans = [with_exclusions(BUILDERS[k.key](ctx, k, entity)) for k in unit.kpis]
         with meter.timed(unit.source, unit.label) as counted:
             cells, rows = _execute(engine, entity, plans)
             counted.append(rows)
@@ -149,7 +146,8 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
         return [_failed(unit, kpi, as_of, exc, started) for kpi in unit.kpis]
     elapsed = time.perf_counter() - started
     return [KpiResult(kpi, unit.source, as_of, tuple(caps.fold(kpi, c)), None, None, elapsed,
-                      rows, unit.window_labels) for kpi, c in zip(unit.kpis, cells, strict=True)]
+                      rows, unit.window_labels, plan.variant)
+            for kpi, c, plan in zip(unit.kpis, cells, plans, strict=True)]
 
 
 def _execute(engine: sa.Engine, entity: MappedEntity, plans: list[Plan]

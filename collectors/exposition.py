@@ -27,6 +27,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from collectors.data_flags import exclusion_samples, suspect_samples
 from collectors.store import Store
 from kpis import __version__, catalog, effective, names
 from kpis.catalog import Kpi
@@ -65,8 +66,15 @@ class CareKpiCollector(Collector):
         excluded = GaugeMetricFamily(
             names.EXCLUDED_RECORDS, "Records left out of the KPI for a data defect, by reason "
             "(unmapped_status, negative_duration, implausible_duration, response_before_receipt,"
-            " score_out_of_range), per clinic and window.",
-            labels=_EXCLUDED_LABELS)
+            " score_out_of_range, ...), per clinic, the KPI's other dimensions and window.")
+        suspect = GaugeMetricFamily(
+            names.KPI_SUSPECT, "1 where the data makes the KPI's value doubtful, by reason: "
+            "most_excluded (exclusions removed most of its records), identical_durations "
+            "(every duration is the same value, e.g. all waits 0 s).")
+        variant = GaugeMetricFamily(names.KPI_VARIANT, "1: the variant of the KPI the mapping "
+                                    "allowed (all_abandons: no abandon time, so short abandons "
+                                    "could not be left out).", labels=[names.KPI, names.SOURCE,
+                                                                       "variant"])
         per_kpi = {}
         for kpi in catalog.load():
             fresh = [r for r in by_kpi.get(kpi.key, []) if self.store.servable(r)]
@@ -76,12 +84,20 @@ class CareKpiCollector(Collector):
                 if kept is None or kept.ids != ids:
                     filled = with_empty_windows(fresh)
                     kept = _KpiFamilies(ids, fresh, list(kpi_families(kpi, filled)),
-                                        _exclusions(kpi, filled))
+                                        exclusion_samples(kpi, filled),
+                                        suspect_samples(kpi, fresh))
                 per_kpi[kpi.key] = kept
                 yield from kept.families
                 excluded.samples.extend(kept.excluded)
+                suspect.samples.extend(kept.suspect)
+                # One series per source, whatever its window groups (each has a result).
+                for source, name in sorted({(r.source, r.variant) for r in fresh
+                                            if r.variant is not None}):
+                    variant.add_metric([kpi.key, source, name], 1.0)
         self._per_kpi = per_kpi
         yield excluded
+        yield suspect
+        yield variant
         yield from self._targets(results)
         yield from self._health(results)
 
@@ -222,24 +238,7 @@ class _KpiFamilies:
     results: list[KpiResult]
     families: list[Metric]
     excluded: list[Sample]
-
-
-_EXCLUDED_LABELS = [names.KPI, names.SOURCE, "reason", names.CLINIC, names.WINDOW]
-
-
-def _exclusions(kpi: Kpi, results: list[KpiResult]) -> list[Sample]:
-    """The KPI's samples of the excluded-records family."""
-    family = GaugeMetricFamily(names.EXCLUDED_RECORDS, "", labels=_EXCLUDED_LABELS)
-    for result in results:
-        for cell in result.cells:
-            window = cell.label(names.WINDOW)
-            if window is None:
-                continue
-            for part, count in cell.counts.items():
-                if part.startswith(EXCLUDED):
-                    family.add_metric([kpi.key, result.source, part.removeprefix(EXCLUDED),
-                                       cell.label(names.CLINIC) or "", window], count)
-    return family.samples
+    suspect: list[Sample]
 
 
 def _le(bound: float) -> str:

@@ -48,7 +48,7 @@ class LabelCaps:
             labels = tuple((k, names.OTHER if k == label and v in dropped else v)
                            for k, v in cell.labels)
             merged[labels] = _add(merged[labels], cell, labels) if labels in merged else Cell(
-                labels, dict(cell.counts), cell.histogram)
+                labels, dict(cell.counts), cell.histogram, cell.spread)
         return list(merged.values())
 
 
@@ -57,4 +57,5 @@ def _add(a: Cell, b: Cell, labels: tuple[tuple[str, str], ...]) -> Cell:
     histogram: Histogram | None = a.histogram
     if a.histogram is not None and b.histogram is not None:
         histogram = a.histogram.merged(b.histogram)
-    return Cell(labels, counts, histogram)
+    spread = a.spread.merged(b.spread) if a.spread and b.spread else a.spread or b.spread
+    return Cell(labels, counts, histogram, spread)

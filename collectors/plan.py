@@ -4,7 +4,7 @@ counting what. Plans on the same entity, anchor and labels are merged into one S
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement
 
 from collectors.business_clock import BusinessClock
+from collectors.sqlfuncs import number
 from kpis.catalog import Kpi
 from kpis.config import Config, KpiSettings
 from kpis.db.entity import MappedEntity
@@ -21,7 +22,8 @@ from kpis.snapshot import EXCLUDED
 
 @dataclass
 class Measure:
-    """A count of rows meeting ``when``; with ``value`` a histogram of it (seconds)."""
+    """A count of rows meeting ``when``; with ``value`` a histogram of it (seconds), or with
+    ``value`` and no buckets just its count and extremes (for the plausibility guard)."""
 
     name: str
     when: ColumnElement[bool]
@@ -44,6 +46,33 @@ class Plan:
     measures: list[Measure]
     dims: list[tuple[str, ColumnElement[Any]]] = field(default_factory=list)
     merge_key: tuple[Any, ...] = ()
+    variant: str | None = None  # the pinned variant the mapping allowed (see the catalog)
+
+
+def with_exclusions(plan: Plan) -> Plan:
+    """The plan with the entity's exclusion rules applied: matching records leave every
+    measure and are counted per rule (the first matching rule counts a record)."""
+    rules = plan.entity.exclusions()
+    if not rules:
+        return plan
+    keep = sa.not_(plan.entity.excluded())
+    measures = [replace(m, when=sa.and_(keep, m.when)) for m in plan.measures]
+    earlier: list[ColumnElement[bool]] = []
+    for reason, rule in rules:
+        matched = sa.func.coalesce(rule, sa.false())
+        measures.append(excluded(reason, sa.and_(matched, *(sa.not_(e) for e in earlier))))
+        earlier.append(matched)
+    return replace(plan, measures=measures)
+
+
+def tolerate_skew(entity: MappedEntity, seconds: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A duration between two systems' clocks: slightly negative (down to -clock_skew) counts
+    as 0; more negative stays negative, so it is left out as negative_duration."""
+    skew = entity.clock_skew
+    if skew <= 0:
+        return seconds
+    return sa.case((sa.and_(seconds < number(0), seconds >= number(-skew)), number(0)),
+                   else_=seconds)
 
 
 @dataclass

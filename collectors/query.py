@@ -26,7 +26,7 @@ from sqlalchemy.sql.expression import ColumnElement, Select
 
 from collectors.plan import Plan
 from collectors.sqlfuncs import bucket_index, count_if, number, sum_if
-from kpis.snapshot import Cell, Histogram
+from kpis.snapshot import Cell, Histogram, Spread
 
 _NO_LIMIT = 2**62
 _PIPELINED_SUBQUERIES = ("postgresql", "sqlite")
@@ -36,7 +36,7 @@ _PIPELINED_SUBQUERIES = ("postgresql", "sqlite")
 class _Column:
     plan: int
     measure: int
-    part: str  # "n" (count) or "sum"; bucket counts are keyed "b<i>" when decoded
+    part: str  # "n" (count), "sum", "min" or "max"; bucket counts are keyed "b<i>" decoded
 
 
 def _row_values(plans: list[Plan]) -> dict[str, ColumnElement[Any]]:
@@ -90,10 +90,18 @@ def compose(plans: list[Plan], dialect: str = "postgresql") -> tuple[Select[Any]
                 continue
             value = ref[f"v{p}_{m}"]
             counted = sa.and_(when, value >= number(0))
-            keys.append(sa.case((counted, bucket_index(value, measure.buckets)),
-                                else_=sa.null()).label(f"b{p}_{m}"))
-            layout.append(_Column(p, m, "sum"))
-            aggregates.append(sum_if(counted, value))
+            if measure.buckets:
+                keys.append(sa.case((counted, bucket_index(value, measure.buckets)),
+                                    else_=sa.null()).label(f"b{p}_{m}"))
+                layout.append(_Column(p, m, "sum"))
+                aggregates.append(sum_if(counted, value))
+            else:  # a value measured only for its spread
+                layout.append(_Column(p, m, "n"))
+                aggregates.append(count_if(counted))
+            # The extremes tell "every wait is exactly 0 s" from a distribution.
+            layout += [_Column(p, m, "min"), _Column(p, m, "max")]
+            aggregates += [sa.func.min(sa.case((counted, value), else_=sa.null())),
+                           sa.func.max(sa.case((counted, value), else_=sa.null()))]
     query = sa.select(*keys, *aggregates)
     query = query.select_from(inner) if fenced else query.select_from(first.entity.from_).where(
         first.where)
@@ -104,7 +112,7 @@ def compose(plans: list[Plan], dialect: str = "postgresql") -> tuple[Select[Any]
 def _histograms(plans: list[Plan]) -> list[tuple[int, int]]:
     """(plan, measure) of each histogram, in the order of their bucket keys."""
     return [(p, m) for p, plan in enumerate(plans) for m, measure in enumerate(plan.measures)
-            if measure.value is not None]
+            if measure.value is not None and measure.buckets]
 
 
 def decode(plans: list[Plan], layout: list[_Column], rows: Sequence[Any]) -> list[list[Cell]]:
@@ -114,7 +122,7 @@ def decode(plans: list[Plan], layout: list[_Column], rows: Sequence[Any]) -> lis
     ndims = len(first.dims)
     histograms = _histograms(plans)
     nkeys = ndims + 1 + len(histograms)
-    by_slot: dict[tuple[Any, ...], dict[int, dict[tuple[int, int, str], float]]] = defaultdict(
+    by_slot: dict[tuple[Any, ...], dict[int, dict[tuple[int, int, str], Any]]] = defaultdict(
         dict)
     for row in rows:
         slot = row[ndims]
@@ -127,33 +135,52 @@ def decode(plans: list[Plan], layout: list[_Column], rows: Sequence[Any]) -> lis
             if bucket is not None:
                 parts[(p, m, f"b{int(bucket)}")] += count
         for c, v in zip(layout, row[nkeys + 1:], strict=True):
-            parts[(c.plan, c.measure, c.part)] += float(v or 0)
+            key = (c.plan, c.measure, c.part)
+            parts[key] = _combine(c.part, parts.get(key), v)
     out: list[list[Cell]] = [[] for _ in plans]
     for dims, slots in by_slot.items():
         labels = tuple(zip((name for name, _ in first.dims), dims, strict=True))
-        running: dict[tuple[int, int, str], float] = defaultdict(float)
+        running: dict[tuple[int, int, str], Any] = {}
         for w, (window, _) in enumerate(first.windows):
             for key, value in slots.get(w, {}).items():
-                running[key] += value
+                running[key] = _combine(key[2], running.get(key), value)
             cell_labels = labels + ((("window", window),) if window else ())
             for p, plan in enumerate(plans):
                 out[p].append(_cell(p, plan, cell_labels, running))
     return out
 
 
+_EXTREMES = ("min", "max")
+
+
+def _combine(part: str, before: Any, value: Any) -> Any:
+    """Sums over groups and slots; extremes for min and max (None: no value yet)."""
+    if part not in _EXTREMES:
+        return (before or 0.0) + float(value or 0)
+    if before is None or value is None:
+        return value if before is None else before
+    return min(before, value) if part == "min" else max(before, value)
+
+
 def _cell(p: int, plan: Plan, labels: tuple[tuple[str, str], ...],
-          parts: dict[tuple[int, int, str], float]) -> Cell:
+          parts: dict[tuple[int, int, str], Any]) -> Cell:
     counts: dict[str, float] = {}
-    histogram = None
+    histogram = spread = None
     for m, measure in enumerate(plan.measures):
         if measure.value is None:
             counts[measure.name] = parts.get((p, m, "n"), 0.0)
+            continue
+        low, high = parts.get((p, m, "min")), parts.get((p, m, "max"))
+        low, high = (None if x is None else float(x) for x in (low, high))
+        if not measure.buckets:
+            spread = spread or Spread(int(parts.get((p, m, "n"), 0)), low, high)
             continue
         per_bucket = [int(parts.get((p, m, f"b{b}"), 0)) for b in range(len(measure.buckets) + 1)]
         cumulative = tuple(accumulate(per_bucket[:-1]))
         histogram = Histogram(measure.buckets, cumulative, sum(per_bucket),
                               round(parts.get((p, m, "sum"), 0.0), 3))
-    return Cell(labels, counts, histogram)
+        spread = spread or Spread(histogram.count, low, high)
+    return Cell(labels, counts, histogram, spread)
 
 
 def _label_value(raw: Any) -> str:

@@ -1,5 +1,4 @@
-"""Plans for response SLAs (M1-M3), the contact center (C1-C4), follow-up (F1-F3) and the
-survey KPIs (S1-S5)."""
+"""Plans for response SLAs (M1-M3), follow-up (F1-F3) and the survey KPIs (S1-S5)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement
 
-from collectors.access_plans import duration, duration_measures, proportion
+from collectors.access_plans import duration_measures
 from collectors.plan import (
     Context,
     Measure,
@@ -19,6 +18,7 @@ from collectors.plan import (
     excluded,
     label_dims,
     pinned,
+    tolerate_skew,
 )
 from collectors.sqlfuncs import number, seconds_between
 from kpis.catalog import Kpi
@@ -32,7 +32,6 @@ DEFAULT_SLA = {"response_sla": Duration(0, 1), "sla_breach_backlog": Duration(0,
                "detractor_follow_up": Duration(0, 2)}
 DEFAULT_LOOKBACK = {"sla_breach_backlog": 30 * DAY, "overdue_complaints": 365 * DAY}
 COMPLAINT_DEADLINE = 7 * DAY
-FCR_PERIOD = 7 * DAY
 
 
 def sla_classes(ctx: Context, kpi: Kpi, e: MappedEntity
@@ -84,7 +83,8 @@ def _deadline_plan(ctx: Context, kpi: Kpi, e: MappedEntity, receipt: str, done: 
         met = sa.and_(met, success)
     # A response recorded before its receipt is a data error: counted, not scored.
     early = sa.and_(eligible if eligible is not None else sa.true(),
-                    seconds_between(e.col(receipt), pinned(ctx, e, done)) < number(0))
+                    seconds_between(e.col(receipt), pinned(ctx, e, done))
+                    < number(-e.clock_skew))
     base = sa.and_(eligible if eligible is not None else sa.true(),
                    sa.not_(sa.func.coalesce(early, sa.false())))
     measures = [Measure("denominator", base),
@@ -96,7 +96,8 @@ def _deadline_plan(ctx: Context, kpi: Kpi, e: MappedEntity, receipt: str, done: 
 def first_response_time(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     where, windows = anchored(ctx, e, "received")
     clock = ctx.clock(e, max(s for _, s in ctx.windows))
-    elapsed = clock.sql_elapsed(e.col("received"), pinned(ctx, e, "first_response"))
+    elapsed = tolerate_skew(e, clock.sql_elapsed(e.col("received"),
+                                                  pinned(ctx, e, "first_response")))
     measures = duration_measures(kpi, sa.true(), elapsed, heavy=not clock.wall_clock)
     return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
 
@@ -119,57 +120,6 @@ def sla_breach_backlog(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     unanswered = pinned(ctx, e, "first_response").is_(None)
     measures = [Measure("value", sa.and_(unanswered, sa.or_(*overdue)))]
     return Plan(kpi, e, where, [("", sa.true())], measures, label_dims(kpi, e), (kpi.key,))
-
-
-def call_answer_wait(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    wait = seconds_between(e.col("queue_entered"), e.col("answered"))
-    return duration(ctx, kpi, e, e.col("answered").is_not(None), wait)
-
-
-def _abandon_wait(e: MappedEntity) -> ColumnElement[float]:
-    return seconds_between(e.col("queue_entered"), e.col("abandoned"))
-
-
-def _abandoned(e: MappedEntity) -> ColumnElement[bool]:
-    answered = e.col("answered").is_(None) if e.mapped("answered") else sa.true()
-    return sa.and_(e.col("abandoned").is_not(None), answered)
-
-
-def call_abandonment(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    short = sa.and_(_abandoned(e), _abandon_wait(e) <= number(5))
-    offered = sa.not_(sa.func.coalesce(short, sa.false()))
-    return proportion(ctx, kpi, e, _abandoned(e), offered)
-
-
-def service_level(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    y = (ctx.settings(kpi).threshold or Duration(30)).seconds
-    answered = e.col("answered").is_not(None)
-    wait = seconds_between(e.col("queue_entered"), e.col("answered"))
-    late_abandon = sa.and_(_abandoned(e), _abandon_wait(e) > number(y))
-    return proportion(ctx, kpi, e, sa.and_(answered, wait <= number(y)),
-                      sa.or_(answered, late_abandon))
-
-
-def first_contact_resolution(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    """Counted when the 7-day observation period ends in the window."""
-    classes = [(sa.true(), FCR_PERIOD)]
-    clock = ctx.clock(e, max(s for _, s in ctx.windows) + FCR_PERIOD, business=False)
-    where, windows = deadline_anchored(ctx, e, "queue_entered", clock, classes)
-    repeat = MappedEntity(e.name, e.config, alias="repeat_call")
-    later = seconds_between(e.col("queue_entered"), repeat.col("queue_entered"))
-    repeated = sa.exists().where(
-        repeat.col("caller_ref") == e.col("caller_ref"),
-        repeat.col("reason") == e.col("reason"),
-        repeat.col("queue_entered") > e.col("queue_entered"),
-        repeat.col("queue_entered") < at(ctx.now(e)),
-        later <= number(FCR_PERIOD),
-    ).select_from(repeat.from_)
-    resolvable = sa.and_(e.col("answered").is_not(None), e.col("caller_ref").is_not(None),
-                         e.col("reason").is_not(None))
-    resolved = sa.and_(e.col("resolved") == sa.true(), sa.not_(repeated))
-    measures = [Measure("denominator", resolvable),
-                Measure("numerator", sa.and_(resolvable, resolved))]
-    return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
 
 
 def follow_up(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
@@ -263,10 +213,6 @@ BUILDERS: dict[str, Any] = {
     "first_response_time": first_response_time,
     "response_sla": response_sla,
     "sla_breach_backlog": sla_breach_backlog,
-    "call_answer_wait": call_answer_wait,
-    "call_abandonment": call_abandonment,
-    "service_level": service_level,
-    "first_contact_resolution": first_contact_resolution,
     "follow_up": follow_up,
     "complaint_response": complaint_response,
     "overdue_complaints": overdue_complaints,

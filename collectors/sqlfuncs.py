@@ -45,7 +45,10 @@ def _args(element: FunctionElement[Any], compiler: Any, **kw: Any) -> tuple[str,
 @compiles(SecondsBetween, "postgresql")
 def _pg_seconds(element: SecondsBetween, compiler: Any, **kw: Any) -> str:
     a, b = _args(element, compiler, **kw)
-    return f"CAST(EXTRACT(EPOCH FROM ({b}) - ({a})) AS DOUBLE PRECISION)"
+    # 'infinity' and '-infinity' are valid timestamps whose difference is an error: NULL, so
+    # one such row is one record left out (counted), not a failed query.
+    return (f"CASE WHEN isfinite({a}) AND isfinite({b}) THEN "
+            f"CAST(EXTRACT(EPOCH FROM ({b}) - ({a})) AS DOUBLE PRECISION) END")
 
 
 @compiles(SecondsBetween, "mysql")
@@ -65,7 +68,8 @@ def _sqlite_seconds(element: SecondsBetween, compiler: Any, **kw: Any) -> str:
 @compiles(DaysBetween, "postgresql")
 def _pg_days(element: DaysBetween, compiler: Any, **kw: Any) -> str:
     a, b = _args(element, compiler, **kw)
-    return f"(CAST({b} AS DATE) - CAST({a} AS DATE))"
+    return (f"CASE WHEN isfinite({a}) AND isfinite({b}) THEN "
+            f"(CAST({b} AS DATE) - CAST({a} AS DATE)) END")
 
 
 @compiles(DaysBetween, "mysql")

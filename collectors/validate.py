@@ -51,7 +51,10 @@ def _check_entity(conn: sa.Connection, e: MappedEntity, where: str) -> list[Find
     if any(p.where in (f"{where}.table", f"{where}.query") for p in problems):
         return findings
     for field_name in e.config.fields:
-        if e.fields[field_name].type is model.FieldType.CODE:
+        kind = e.fields[field_name].type
+        # A boolean field with a code map (Y/N, S/N, T/F) is checked against the data too.
+        if kind is model.FieldType.CODE or (kind is model.FieldType.BOOL
+                                            and field_name in e.config.codes):
             findings.extend(_unmapped_codes(conn, e, field_name, where))
     return findings
 

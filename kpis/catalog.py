@@ -8,6 +8,7 @@ bug, reported as a CatalogError naming the file and the KPI.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from importlib import resources
 from typing import Literal
 
@@ -41,8 +42,9 @@ class Kpi(BaseModel):
     entity: str
     kind: Kind
     anchor: str
-    fields: tuple[str, ...]
-    optional_fields: tuple[str, ...] = ()
+    fields: tuple[str, ...]  # required: every one must be mapped
+    any_of: tuple[tuple[str, ...], ...] = ()  # at least one field of each group is required
+    optional_fields: tuple[str, ...] = ()  # used when mapped; OPTIONAL_EFFECT says otherwise
     dimensions: tuple[str, ...] = ()
     definition: str
     target: Target | None = None
@@ -62,6 +64,27 @@ class Kpi(BaseModel):
         return ("clinic", *(d for d in self.dimensions if d not in derived))
 
 
+# What a KPI does when an optional field is not mapped (``carekpi kpis show``).
+OPTIONAL_EFFECT = {
+    "clinic": 'every record counts under clinic="all"',
+    "department": 'every record counts under department="all"',
+    "channel": 'every record counts under channel="all"',
+    "queue": 'every record counts under queue="all"',
+    "priority": "every message has the default SLA (no per-priority override applies)",
+    "item": "every answer counts, whatever the survey item",
+    "outcome": "every call with a queue entry is offered (no IVR-only or coded outcomes)",
+    "answered": "a call with an abandon time or outcome counts as abandoned",
+}
+
+
+def missing_reason(kpi: Kpi, mapped: Callable[[str], bool]) -> str | None:
+    """Why the mapping cannot provide the KPI's required fields (None when it can)."""
+    missing = [f"{kpi.entity}.{f}" for f in kpi.fields if not mapped(f)]
+    missing += [" or ".join(f"{kpi.entity}.{f}" for f in group) for group in kpi.any_of
+                if not any(mapped(f) for f in group)]
+    return ", ".join(missing) + " not mapped" if missing else None
+
+
 SECTIONS = {
     "access": "Access, scheduling and waiting",
     "messages": "Response SLAs",
@@ -78,9 +101,13 @@ def _check(kpi: Kpi, source: str) -> None:
         if kpi.entity not in model.ENTITIES:
             raise CatalogError(f"{where}: unknown entity {kpi.entity!r}")
         known = model.entity_fields(kpi.entity)
-        for name in (*kpi.fields, *kpi.optional_fields):
+        alternatives = [n for group in kpi.any_of for n in group]
+        for name in (*kpi.fields, *alternatives, *kpi.optional_fields):
             if name not in known:
                 raise CatalogError(f"{where}: unknown field {kpi.entity}.{name}")
+        if len({*kpi.fields, *kpi.optional_fields, *alternatives}) != len(
+                kpi.fields) + len(kpi.optional_fields) + len(alternatives):
+            raise CatalogError(f"{where}: a field is either required or optional")
     if kpi.kind == "duration" and list(kpi.buckets) != sorted(set(kpi.buckets)):
         raise CatalogError(f"{where}: buckets must be strictly increasing")
     if kpi.kind == "duration" and not kpi.buckets:

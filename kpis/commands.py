@@ -48,9 +48,15 @@ def kpis_show(ref: str) -> None:
         raise CareKPIError(f"unknown KPI {ref!r}; see `carekpi kpis list`") from None
     click.echo(f"{k.id} {k.name} ({k.key})\n\n{k.definition}\n")
     click.echo(f"kind:            {k.kind}\nentity:          {k.entity}")
-    click.echo(f"required fields: {', '.join(k.fields) or '-'}")
-    if k.optional_fields or k.dimensions:
-        click.echo(f"optional:        {', '.join((*k.optional_fields, *k.dimensions))}")
+    required = [*k.fields, *(" or ".join(group) for group in k.any_of)]
+    click.echo(f"required fields: {', '.join(required) or '-'}")
+    for name in k.optional_fields:
+        effect = catalog.OPTIONAL_EFFECT.get(name, "the KPI is computed without it")
+        click.echo(f"optional field:  {name} (when not mapped: {effect})")
+    derived = [d for d in k.dimensions if d not in k.optional_fields]
+    if derived:
+        click.echo(f"split by:        {', '.join(derived)}")
+    click.echo("unavailable:     when a required field is not mapped (reported with the reason)")
     click.echo(f"default target:  {_target_text(k)}\nsource:          KPIS.md {k.id}")
 
 

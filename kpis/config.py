@@ -130,6 +130,28 @@ class Entity(Strict):
     primary_key: str = "id"
     fields: dict[str, FieldMapping]
     codes: dict[str, dict[str, list[str | int | bool]]] = {}
+    # Clocks of two systems disagree: a duration down to -clock_skew counts as 0, a more
+    # negative one is left out and counted (negative_duration), in every KPI alike.
+    clock_skew: Duration = Duration(5)
+    exclude: str | None = None  # a read-only SQL condition: matching records are left out
+
+    _skew = field_validator("clock_skew", mode="before")(_duration)
+
+    @field_validator("codes", mode="before")
+    @classmethod
+    def _bool_keys(cls, value: Any) -> Any:
+        """YAML reads ``true:``/``false:`` keys of a boolean code map as booleans."""
+        if not isinstance(value, dict):
+            return value
+        return {name: {str(k).lower() if isinstance(k, bool) else k: v for k, v in m.items()}
+                if isinstance(m, dict) else m for name, m in value.items()}
+
+    @field_validator("exclude")
+    @classmethod
+    def _condition(cls, value: str | None) -> str | None:
+        if value is not None:
+            sql_guard.check_expression(value)
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -390,14 +412,17 @@ def _check_cadences(loc: tuple[str, ...], intervals: dict[Duration, Duration],
 def _check_codes(entity: str, name: str, mapping: dict[str, list[Any]],
                  known: dict[str, model.Field]) -> None:
     loc = ("entities", entity, "codes", name)
-    if name not in known or known[name].type is not model.FieldType.CODE:
-        coded = [f.name for f in known.values() if f.type is model.FieldType.CODE]
-        raise _Located(loc, f"not a coded field of {entity}; coded fields: {', '.join(coded)}")
+    coded_types = (model.FieldType.CODE, model.FieldType.BOOL)
+    if name not in known or known[name].type not in coded_types:
+        coded = [f.name for f in known.values() if f.type in coded_types]
+        raise _Located(loc, f"not a coded or boolean field of {entity}; those are: "
+                       f"{', '.join(coded)}")
     seen: dict[str, str] = {}
+    allowed = model.canonical_codes(known[name])
     for canonical, local_codes in mapping.items():
-        if canonical not in known[name].codes:
+        if canonical not in allowed:
             raise _Located((*loc, canonical),
-                           f"not a canonical code; one of {', '.join(known[name].codes)}")
+                           f"not a canonical code; one of {', '.join(allowed)}")
         for code in local_codes:
             if str(code) in seen and seen[str(code)] != canonical:
                 raise _Located((*loc, canonical),

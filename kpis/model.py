@@ -36,6 +36,13 @@ APPOINTMENT_STATUSES = (
 
 # Survey scales: code -> (lowest, highest) valid score. Scores outside are counted, left out.
 SCALE_BOUNDS: dict[str, tuple[int, int]] = {"0-10": (0, 10), "1-5": (1, 5), "1-4": (1, 4)}
+# A call's coded outcome (disposition): a flag-only export maps its answered flag here
+# (``answered: [Y], abandoned: [N]``); ``ivr`` calls never entered the agent queue.
+CALL_OUTCOMES = ("answered", "abandoned", "ivr", "other")
+# Every coded or boolean field also accepts this canonical value: its records are left out of
+# every KPI of the entity (test calls, phantom records, internal test patients), and counted.
+EXCLUDED_CODE = "excluded"
+BOOL_CODES = ("true", "false")
 
 
 def _f(name: str, type_: FieldType, codes: tuple[str, ...] = (), pinned: bool = False) -> Field:
@@ -53,7 +60,7 @@ ENTITIES: dict[str, tuple[Field, ...]] = {
         _f("start", TS), _f("created", TS), _f("status", CODE, APPOINTMENT_STATUSES),
         _f("cancellation_date", TS), _f("arrived", TS), _f("provider_start", TS),
         _f("departed", TS), _f("booking_channel", CODE, ("online", "phone", "in-person", "other")),
-        _f("virtual", BOOL), _f("reminder_sent", TS),
+        _f("virtual", BOOL), _f("reminder_sent", TS), _f("reminded", BOOL),
     ),
     "messages": (
         _f("id", ID), _f("clinic", LABEL), _f("channel", LABEL),
@@ -64,6 +71,7 @@ ENTITIES: dict[str, tuple[Field, ...]] = {
         _f("id", ID), _f("clinic", LABEL), _f("queue", LABEL), _f("queue_entered", TS),
         _f("answered", TS), _f("abandoned", TS), _f("ended", TS), _f("caller_ref", TEXT),
         _f("reason", TEXT), _f("resolved", BOOL),
+        _f("outcome", CODE, CALL_OUTCOMES), _f("answer_wait", NUM),
     ),
     "follow_ups": (
         _f("id", ID), _f("clinic", LABEL), _f("due_from", TS), _f("completed", TS, pinned=True),
@@ -96,6 +104,11 @@ FRESHNESS_FIELD: dict[str, str] = {
 
 # Dimensions that may become metric labels (each capped in distinct values).
 LABEL_DIMENSIONS = ("clinic", "department", "channel", "queue")
+
+
+def canonical_codes(f: Field) -> tuple[str, ...]:
+    """The canonical values a code map of the field may use."""
+    return (*(BOOL_CODES if f.type is FieldType.BOOL else f.codes), EXCLUDED_CODE)
 
 
 def entity_fields(entity: str) -> dict[str, Field]:

@@ -127,6 +127,8 @@ ALERT_STALE_FEED = "CareKPIStaleFeed"
 
 KPI_REFRESH_INTERVAL = f"{PREFIX}_kpi_refresh_interval_seconds"
 EXCLUDED_RECORDS = f"{PREFIX}_kpi_excluded_records"  # gauge per kpi, reason, window
+KPI_SUSPECT = f"{PREFIX}_kpi_suspect"  # 1 per doubtful cell: kpi, source, reason, cell labels
+KPI_VARIANT = f"{PREFIX}_kpi_variant"  # 1: the pinned variant the mapping allowed
 
 # The load CareKPI puts on each source, per refresh unit (counters: exposed with _total).
 UNIT = "unit"

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from kpis import catalog, effective, names
+from kpis import catalog, effective, names, plausibility
 from kpis.config import Config
 from kpis.snapshot import EXCLUDED, Cell, KpiResult, value, volume
 
@@ -41,6 +41,10 @@ def _cell(result: KpiResult, cell: Cell, config: Config) -> dict[str, Any]:
         row["status"] = "ok"
     else:
         row["status"] = "ok" if goal.met(current) else "breach"
+    found = plausibility.doubts(kpi, cell)
+    if found:  # never a plain green: the number may be wrong
+        row["status"] = "suspect"
+        row["suspect"] = [{"reason": d.reason, "detail": d.detail} for d in found]
     return row
 
 
@@ -67,7 +71,13 @@ def as_data(results: list[KpiResult], config: Config, as_of: datetime) -> dict[s
                                           ("clinic", "entity", "window", "channel", "queue",
                                            "reminder", "lead_time")))
             breaches = sum(1 for r in rows if r["status"] == "breach" and not r.get("low_volume"))
-            entry.update(status="ok", breaches=breaches, results=rows)
+            reasons = sorted({d["reason"] for r in rows for d in r.get("suspect", ())})
+            status = "suspect" if reasons else "ok" if rows else "no_data"
+            entry.update(status=status, breaches=breaches, results=rows)
+            if reasons:
+                entry["suspect"] = reasons
+            if result.variant is not None:
+                entry["variant"] = result.variant
         kpis.append(entry)
     return {"as_of": as_of.isoformat().replace("+00:00", "Z"), "kpis": kpis}
 

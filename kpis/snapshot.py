@@ -56,6 +56,26 @@ class Histogram:
 
 
 @dataclass(frozen=True)
+class Spread:
+    """How many values a KPI rests on and their extremes (seconds): the plausibility guard
+    tells "every wait is exactly 0 s" from a real distribution."""
+
+    count: int
+    low: float | None
+    high: float | None
+
+    def merged(self, other: Spread) -> Spread:
+        lows = [v for v in (self.low, other.low) if v is not None]
+        highs = [v for v in (self.high, other.high) if v is not None]
+        return Spread(self.count + other.count, min(lows) if lows else None,
+                      max(highs) if highs else None)
+
+    @property
+    def identical(self) -> bool:
+        return self.low is not None and self.low == self.high
+
+
+@dataclass(frozen=True)
 class Cell:
     """One label set (clinic, window and the KPI's other dimensions) and its numbers.
 
@@ -66,6 +86,7 @@ class Cell:
     labels: Labels
     counts: Mapping[str, float] = field(default_factory=dict)
     histogram: Histogram | None = None
+    spread: Spread | None = None
 
     def label(self, name: str) -> str | None:
         return dict(self.labels).get(name)
@@ -82,6 +103,7 @@ class KpiResult:
     duration_seconds: float = 0.0
     rows_read: int = 0
     windows: tuple[str, ...] = ()  # the windows refreshed together; () every one (or none)
+    variant: str | None = None  # which pinned variant was computed, when the data chose it
 
     @property
     def ok(self) -> bool:

@@ -4,6 +4,7 @@ counted reason, or falls in no window; the numbers with the bad rows are known e
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from kpis.snapshot import KpiResult
 from tests import known_data
@@ -75,3 +76,32 @@ def test_records_dated_1900_or_2100_fall_in_no_window(with_bad_rows: dict[str, K
     newest = {c.label("entity"): c.counts["timestamp"] for c in with_bad_rows["freshness"].cells}
     assert newest["appointments"] == known_data.D(2026, 3, 2, 11, tzinfo=known_data.UTC
                                                   ).timestamp()
+
+
+OUT_OF_RANGE = {"postgresql": "'infinity'", "mysql": "'0000-00-00 00:00:00'",
+                "sqlite": "'not a time'"}
+
+
+def test_one_out_of_range_timestamp_is_one_excluded_record(db_url: str) -> None:
+    """PostgreSQL's 'infinity' (MariaDB's zero date, SQLite's garbage text) in one row: the
+    durations that need it leave that record out with a reason; every clinic still counts."""
+    known_data.load(db_url)
+    engine = sa.create_engine(db_url)
+    bad = OUT_OF_RANGE[engine.dialect.name]
+    with engine.begin() as conn:
+        if engine.dialect.name == "mysql":
+            conn.execute(sa.text("SET SESSION sql_mode = ''"))
+        conn.execute(sa.text(
+            "INSERT INTO appt (appt_id, site, slot_start, booked_at, st, checkin_at, roomed_at,"
+            f" checkout_at, chan, is_virtual) VALUES (77, 'north', '2026-03-02 09:00:00', "
+            f"'2026-02-20 09:00:00', 'DONE', '2026-03-02 08:55:00', {bad}, {bad}, 'PHONE', "
+            f"{'false' if engine.dialect.name == 'postgresql' else '0'})"))
+    engine.dispose()
+    results = evaluate_at(db_url)
+    assert [r.error for r in results.values() if r.error] == []
+    for key, clean in (("wait_to_be_seen", (2, 2100.0)), ("visit_cycle_time", (1, 3000.0))):
+        h = cell(results[key], clinic="north", window="1d").histogram
+        assert (h.count, h.sum) == clean
+        assert excluded(results[key], "unusable_duration", clinic="north", window="1d") == 1
+    south = cell(results["wait_to_be_seen"], clinic="south", window="1d").histogram
+    assert (south.count, south.sum) == (1, 2100.0)

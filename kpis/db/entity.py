@@ -65,6 +65,8 @@ class MappedEntity:
     def col(self, name: str) -> ColumnElement[Any]:
         """The field's expression, typed by its logical type (timestamps parse on SQLite)."""
         type_ = _TYPES.get(self.fields[name].type, sa.String())
+        if name in self.config.codes:  # a coded boolean (Y/N) is compared as its codes
+            type_ = sa.String()
         return sa.type_coerce(self.expression(name), type_)
 
     def local_codes(self, name: str, canonical: Iterable[str]) -> list[Any]:
@@ -81,6 +83,39 @@ class MappedEntity:
         if not codes:
             return sa.false()
         return self.col(name).in_([_code_literal(c) for c in codes])
+
+    def is_true(self, name: str) -> ColumnElement[bool]:
+        """A boolean field is true: through its code map (Y/N, S/N, 1/0, T/F) when it has one,
+        else the database's own boolean. Unmapped or NULL values are not true."""
+        if name in self.config.codes:
+            return self.is_code(name, "true")
+        return sa.func.coalesce(self.col(name) == sa.true(), sa.false())
+
+    def exclusions(self) -> list[tuple[str, ColumnElement[bool]]]:
+        """The entity's exclusion rules as (reason, condition): the ``exclude:`` condition,
+        then local codes mapped to the canonical ``excluded``. Matching records are left out
+        of every KPI of the entity and counted under the reason."""
+        rules: list[tuple[str, ColumnElement[bool]]] = []
+        if self.config.exclude is not None:
+            rule = sa.type_coerce(sa.literal_column(f"({self.config.exclude})"), sa.Boolean())
+            rules.append(("excluded_by_rule", rule))
+        coded = [self.is_code(name, model.EXCLUDED_CODE) for name, codes in
+                 sorted(self.config.codes.items())
+                 if model.EXCLUDED_CODE in codes and name in self.config.fields]
+        if coded:
+            rules.append(("excluded_code", sa.or_(*coded)))
+        return rules
+
+    def excluded(self) -> ColumnElement[bool]:
+        """Whether a record matches any exclusion rule (never NULL)."""
+        rules = self.exclusions()
+        if not rules:
+            return sa.false()
+        return sa.or_(*(sa.func.coalesce(rule, sa.false()) for _, rule in rules))
+
+    @property
+    def clock_skew(self) -> float:
+        return self.config.clock_skew.seconds
 
     def local_time(self, moment: datetime) -> datetime:
         """A UTC instant as the naive local time the entity's timestamps are stored in."""

@@ -143,7 +143,8 @@ def _field_problem(conn: sa.Connection, e: MappedEntity, name: str,
         return None
     if kind is model.FieldType.TIMESTAMP and not isinstance(type_, _TIME_OK):
         return f"column {mapping!r} has type {type_}; a timestamp is needed"
-    if kind in (model.FieldType.NUMBER, model.FieldType.BOOL) and not isinstance(
-            type_, _NUMERIC_OK):
+    coded_bool = kind is model.FieldType.BOOL and name in e.config.codes  # Y/N, S/N, T/F
+    if kind in (model.FieldType.NUMBER, model.FieldType.BOOL) and not coded_bool and \
+            not isinstance(type_, _NUMERIC_OK):
         return f"column {mapping!r} has type {type_}; a number or boolean is needed"
     return None
