@@ -146,12 +146,6 @@ class Entity(Strict):
         return {name: {str(k).lower() if isinstance(k, bool) else k: v for k, v in m.items()}
                 if isinstance(m, dict) else m for name, m in value.items()}
 
-    @field_validator("exclude")
-    @classmethod
-    def _condition(cls, value: str | None) -> str | None:
-        if value is not None:
-            sql_guard.check_expression(value)
-        return value
 
     @field_validator("timezone")
     @classmethod
@@ -436,10 +430,15 @@ def _check_sql(name: str, entity: Entity, source: Source, allowed: list[str]) ->
     expressions = {field: mapping.sql for field, mapping in entity.fields.items()
                    if isinstance(mapping, SqlExpression)}
     try:
-        sql_guard.check_entity(entity.query, expressions, make_url(source.url).get_backend_name(),
-                               allowed)
+        backend = make_url(source.url).get_backend_name()
+        sql_guard.check_entity(entity.query, expressions, backend, allowed)
     except sql_guard.RefusedSql as exc:
         raise _Located(("entities", name, *exc.where), str(exc)) from None
+    if entity.exclude is not None:  # a condition: read like a field expression
+        try:
+            sql_guard.check_expression(entity.exclude, sql_guard.dialect_of(backend), allowed)
+        except sql_guard.RefusedSql as exc:
+            raise _Located(("entities", name, "exclude"), str(exc)) from None
 
 
 def _resolve_secrets(node: Any, base: Path, loc: tuple[str, ...], file: str) -> Any:

@@ -19,6 +19,7 @@ from collectors.service import create_engines
 from collectors.store import Store
 from collectors.validate import check_live
 from kpis import config as config_module
+from kpis.errors import CareKPIError
 from kpis.report import as_data
 from kpis.snapshot import KpiResult
 from tests import foreign_schemas as fs
@@ -329,3 +330,10 @@ def test_config_validate_checks_a_flag_code_map_against_the_data(url: str) -> No
     assert findings == ["warning: entities.appointments.codes.reminded: 1 local code(s) in the "
                         "data are not mapped (their records are left out of the KPIs that "
                         "need them): 'N'"]
+
+
+def test_an_exclude_condition_goes_through_the_sql_guard(tmp_path) -> None:
+    data = fs.acd_config(f"sqlite:///{tmp_path}/x.db")
+    data["entities"]["calls"]["exclude"] = "pg_terminate_backend(1) = 1"
+    with pytest.raises(CareKPIError, match=r"entities\.calls\.exclude: .*pg_terminate_backend"):
+        config_module.parse(data, "foreign.yaml")
