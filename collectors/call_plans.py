@@ -31,9 +31,9 @@ from collectors.plan import (
     label_dims,
     tolerate_skew,
 )
-from kpis.db.entity import MappedEntity
 from collectors.sqlfuncs import number, seconds_between
 from kpis.catalog import Kpi
+from kpis.db.entity import MappedEntity
 from kpis.durations import Duration
 
 SHORT_ABANDON = 5.0  # seconds: hung up this soon, usually a misdial (ICMI)

@@ -15,10 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collectors import evaluate
 from collectors.exposition import CareKpiCollector
-from collectors.service import create_engines
 from collectors.store import Store
 from collectors.validate import check_live
 from kpis import config as config_module
+from kpis.db.engines import create_all as create_engines
 from kpis.errors import CareKPIError
 from kpis.report import as_data
 from kpis.snapshot import KpiResult
