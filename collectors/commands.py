@@ -37,8 +37,9 @@ def commands(extra_collectors: ExtraCollectors) -> list[click.Command]:
     @click.option("--bind", default="0.0.0.0", show_default=True, help="Address to listen on.")
     @click.option("--web-config", type=click.Path(dir_okay=False),
                   help="exporter-toolkit web-config.yml: TLS and basic auth for /metrics.")
+    @strict_option
     @log_option
-    def serve(config_path: str, port: int, bind: str, web_config: str | None,
+    def serve(config_path: str, port: int, bind: str, web_config: str | None, strict: bool,
               log_level: str) -> None:
         """Serve KPI metrics for your databases, refreshed in the background.
 
@@ -50,6 +51,11 @@ def commands(extra_collectors: ExtraCollectors) -> list[click.Command]:
         config = config_module.load(config_path)
         for note in _unchecked_sql(config):
             log.warning("%s: %s", config_path, note)
+        if strict:
+            _refuse_risks(config_path, config)
+        else:  # in the background: a slow database does not hold up the start
+            threading.Thread(target=_log_risks, args=(config_path, config), daemon=True,
+                             name="carekpi-privileges").start()
         run_exporter(config, bind, port, web_config, extra_collectors(config))
 
     @click.command()
@@ -129,10 +135,16 @@ def collect(config_path: str, once: bool, as_of_text: str | None, fmt: str,
     click.echo(prometheus_text(store, results), nl=False)
 
 
+strict_option = click.option(
+    "--strict", is_flag=True,
+    help="Refuse (exit 2) when the database role can do more than read the mapped tables.")
+
+
 @click.command("validate")
 @config_option
 @click.option("--offline", is_flag=True, help="Only the static checks; no connection.")
-def config_validate(config_path: str, offline: bool) -> None:
+@strict_option
+def config_validate(config_path: str, offline: bool, strict: bool) -> None:
     """Validate the file, then check every mapped table, column and code against the database.
 
     \b
@@ -147,15 +159,43 @@ def config_validate(config_path: str, offline: bool) -> None:
     if offline:
         return
     from collectors.validate import check_live
-    from kpis.db import engines
+    from kpis.db import engines, privileges
 
     with engines.opened(config) as opened:
         findings = check_live(config, opened)
+        risks, unknown = privileges.risks(config, opened)
     for finding in findings:
         click.echo(f"{config_path}: {finding}", err=finding.level == "error")
-    if any(f.level == "error" for f in findings):
+    for line in [*map(_risk_line, risks), *unknown]:
+        click.echo(f"{config_path}: {'error' if strict else 'WARNING'}: {line}", err=True)
+    if any(f.level == "error" for f in findings) or (strict and (risks or unknown)):
         sys.exit(2)
     click.echo(f"{config_path}: every mapped table and column answered")
+
+
+def _risk_line(risk: Any) -> str:
+    return f"{risk}: CareKPI needs SELECT on the mapped tables only (README: Security)"
+
+
+def _log_risks(config_path: str, config: config_module.Config) -> None:
+    from kpis.db import engines, privileges
+
+    with engines.opened(config) as opened:
+        risks, unknown = privileges.risks(config, opened)
+    for line in [*map(_risk_line, risks), *unknown]:
+        log.warning("%s: %s", config_path, line)
+
+
+def _refuse_risks(config_path: str, config: config_module.Config) -> None:
+    """serve --strict: one line naming every risk (or why privileges could not be read)."""
+    from kpis.db import engines, privileges
+
+    with engines.opened(config) as opened:
+        risks, unknown = privileges.risks(config, opened)
+    if risks or unknown:
+        raise CareKPIError(f"{config_path}: --strict: "
+                           + "; ".join([*map(str, risks), *unknown])
+                           + " (CareKPI needs SELECT on the mapped tables only)")
 
 
 def _unchecked_sql(config: config_module.Config) -> list[str]:

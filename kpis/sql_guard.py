@@ -190,3 +190,12 @@ def _first_line(exc: SqlglotError) -> str:
         return (f"{first.get('description', 'invalid')} at line {first.get('line')}, "
                 f"column {first.get('col')}")
     return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+
+
+def tables(sql: str, dialect: str) -> set[tuple[str | None, str]]:
+    """(schema, table) of every table an accepted entity query reads (CTE names left out)."""
+    statement = _parse(sql, dialect)
+    ctes = {cte.alias_or_name for cte in statement.find_all(exp.CTE)}
+    return {(table.db or None, table.name) for table in statement.find_all(exp.Table)
+            if isinstance(table.this, exp.Identifier) and table.name
+            and not (not table.db and table.name in ctes)}
