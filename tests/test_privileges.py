@@ -142,7 +142,7 @@ def test_postgresql_roles(pg_roles: tuple[str, str, str], tmp_path: Path) -> Non
 
 @pytest.mark.mysql
 def test_mariadb_users(mysql_users: tuple[str, str, str], tmp_path: Path) -> None:
-    root_url, reader_url, writer_url = mysql_users
+    writer_url = mysql_users[2]
     root, reader, writer = (config_file(tmp_path, u) for u in mysql_users)
     ok = run("config", "validate", "--strict", "--config", reader)
     assert ok.returncode == 0 and not ok.stderr, ok.stderr
