@@ -104,11 +104,19 @@ def commands(extra_collectors: ExtraCollectors) -> list[click.Command]:
 @click.option("--as-of", "as_of_text", help="Evaluate at this time (ISO 8601); default: now.")
 @click.option("--format", "fmt", type=click.Choice(["json", "prometheus"]), default="json",
               show_default=True)
-@click.option("--kpi", "only", multiple=True, help="Only these KPI keys (repeatable).")
+@click.option("--kpi", "only", multiple=True,
+              help="Only these KPIs, by key or id (no_show, A1; repeatable).")
+@click.option("--fail-on-breach", is_flag=True,
+              help="Exit 1 when a KPI misses its target (cells under the minimum volume aside).")
 @log_option
 def collect(config_path: str, once: bool, as_of_text: str | None, fmt: str,
-            only: tuple[str, ...], log_level: str) -> None:
+            only: tuple[str, ...], fail_on_breach: bool, log_level: str) -> None:
     """Evaluate every KPI once and print the numbers.
+
+    \b
+    Exit codes: 0 every KPI asked for was evaluated; 1 a KPI misses its target (only with
+    --fail-on-breach); 2 a KPI could not be evaluated (database or query error, or a KPI
+    asked for with --kpi is unavailable), or a bad config or option.
 
     \b
     Example (the same numbers on every run):
@@ -118,21 +126,41 @@ def collect(config_path: str, once: bool, as_of_text: str | None, fmt: str,
     from collectors import evaluate
     from collectors.store import Store
     from kpis.db import engines
+    from kpis.report import as_data
 
     config = config_module.load(config_path)
     moment = as_of(as_of_text)
-    for key in only:
-        if key not in catalog.by_key():
-            raise click.BadParameter(f"unknown KPI {key!r}", param_hint="--kpi")
+    keys = [_kpi_key(ref) for ref in only]
     store = Store(config)
     with engines.opened(config) as opened:
-        results = evaluate.evaluate(config, opened, moment, only or None, store.caps)
+        results = evaluate.evaluate(config, opened, moment, keys or None, store.caps)
+    if keys:
+        results = [r for r in results if r.kpi.key in keys]
     if fmt == "json":
         from kpis.report import as_json
 
         click.echo(as_json(results, config, moment))
-        return
-    click.echo(prometheus_text(store, results), nl=False)
+    else:
+        click.echo(prometheus_text(store, results), nl=False)
+    entries = as_data(results, config, moment)["kpis"]
+    failed = [e["id"] for e in entries if e["status"] == "error"
+              or (keys and e["status"] == "unavailable")]
+    if failed:
+        click.echo(f"carekpi: not evaluated: {', '.join(failed)} (see status and reason)",
+                   err=True)
+        sys.exit(2)
+    if fail_on_breach and any(e.get("breaches") for e in entries):
+        sys.exit(1)
+
+
+def _kpi_key(ref: str) -> str:
+    """A KPI key from a key (no_show) or an id (A1); a typo lists the valid ones."""
+    try:
+        return catalog.get(ref).key
+    except KeyError:
+        valid = ", ".join(f"{k.id}/{k.key}" for k in catalog.load())
+        raise click.BadParameter(f"unknown KPI {ref!r}; one of {valid}",
+                                 param_hint="--kpi") from None
 
 
 strict_option = click.option(

@@ -69,6 +69,22 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# URLs as platforms hand them out: ``postgres://`` (Heroku, Render, Fly.io, ...) and a dialect
+# without a driver get the driver CareKPI installs (psycopg 3, PyMySQL), not SQLAlchemy's
+# default (psycopg2, mysqlclient), which a plain install does not have.
+_SCHEME_DRIVER = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg",
+                  "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+
+
+def _usual_driver(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in _SCHEME_DRIVER:
+        return f"{_SCHEME_DRIVER[scheme.lower()]}://{rest}"
+    if sep and scheme.lower().startswith("postgres+"):
+        return f"postgresql+{scheme.partition('+')[2]}://{rest}"
+    return url
+
+
 class Source(Strict):
     url: str
     query_timeout: Duration = Duration(30)
@@ -88,10 +104,18 @@ class Source(Strict):
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
+        from sqlalchemy.exc import NoSuchModuleError
+
+        value = _usual_driver(value)
         try:
-            make_url(value)
+            url = make_url(value)
         except (ArgumentError, ValueError):
             raise ValueError(f"not a SQLAlchemy database URL: {mask_url(value)!r}") from None
+        try:
+            url.get_dialect()
+        except NoSuchModuleError:
+            raise ValueError(f"unknown database dialect {url.drivername!r}: use postgresql://, "
+                             "mysql:// (MariaDB too) or sqlite:///") from None
         return value
 
     @field_validator("query_timeout", "refresh_interval")

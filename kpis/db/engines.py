@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from kpis.config import Config, Source
 from kpis.db import deadlines
+from kpis.errors import SourceError
 
 _sqlite_deadlines: dict[int, float] = {}  # id(sqlite3 connection) -> monotonic deadline
 
@@ -63,6 +64,7 @@ def create(name: str, source: Source) -> sa.Engine:
         kwargs["connect_args"] = {"connect_timeout": int(max(1, connect)),
                                   "read_timeout": int(give_up + 1),
                                   "write_timeout": int(give_up + 1)}
+    _driver_installed(name, url)
     engine = sa.create_engine(url, **kwargs)
     if backend != "sqlite":
         deadlines.install(engine, timeout, connect)
@@ -75,6 +77,25 @@ def create(name: str, source: Source) -> sa.Engine:
         event.listen(engine, "close", _sqlite_forget)
         event.listen(engine, "before_cursor_execute", _sqlite_deadline(timeout))
     return engine
+
+
+# The package that provides each driver SQLAlchemy may ask for.
+DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary",
+                   "pg8000": "pg8000", "asyncpg": "asyncpg", "pymysql": "pymysql",
+                   "mysqldb": "mysqlclient", "mysqlconnector": "mysql-connector-python",
+                   "mariadbconnector": "mariadb", "pysqlite": "(built in)"}
+
+
+def _driver_installed(name: str, url: sa.URL) -> None:
+    """One line naming the package to install when the URL's driver is missing."""
+    try:
+        url.get_dialect().import_dbapi()
+    except ImportError:
+        driver = url.get_driver_name()
+        package = DRIVER_PACKAGES.get(driver, f"the {driver} driver")
+        raise SourceError(f"source {name}: the database driver {driver!r} for "
+                          f"{url.get_backend_name()} is not installed: pip install "
+                          f"'{package}'") from None
 
 
 def create_all(config: Config) -> dict[str, sa.Engine]:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from kpis import model
 from kpis.db.entity import MappedEntity
-from kpis.errors import SourceError
+from kpis.errors import SourceError, one_line
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _TIMEOUT_WORDS = ("statement timeout", "max_statement_time", "max_execution_time",
@@ -47,12 +47,38 @@ def scrub(exc: BaseException | str | None) -> str:
     return _QUOTED.sub("'?'", text[0])[:160] if text else "no detail"
 
 
+# Errors whose message quotes only names from the mapping or the login (a column, function,
+# table, database, user@host), never a row's value: shown as the server wrote them.
+_SCHEMA_SQLSTATES = {"42703", "42883", "42P01", "42501", "3D000", "3F000", "28000", "28P01"}
+_SCHEMA_MYSQL_ERRNOS = {1044, 1045, 1049, 1054, 1142, 1143, 1146, 1305, 1630, 1698}
+_SCHEMA_SQLITE = ("no such column", "no such table", "no such function", "no such module")
+
+
+def schema_message(orig: BaseException | None) -> str | None:
+    """The first line of a schema or access error (unknown column, function or table; access
+    denied for user@host), or None for any other error (data errors may quote a value)."""
+    if orig is None:
+        return None
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    errno = args[0] if len(args) > 1 and isinstance(args[0], int) else None  # (errno, text)
+    mysql = errno in _SCHEMA_MYSQL_ERRNOS
+    text = str(args[1] if errno is not None else orig).strip()
+    first = text.splitlines()[0] if text else ""
+    if sqlstate in _SCHEMA_SQLSTATES or mysql or first.startswith(_SCHEMA_SQLITE):
+        return one_line(first)[:200]
+    return None
+
+
 def describe(exc: BaseException) -> str:
     """A one-line, value-free description: the exception class and, for connection errors,
     the driver's scrubbed first line; never the SQL statement or its parameters."""
     if isinstance(exc, sa.exc.DBAPIError):
         orig = exc.orig
         kind = type(orig).__name__ if orig is not None else type(exc).__name__
+        schema = schema_message(orig)
+        if schema is not None:  # the server's own words: they quote names, not values
+            return f"query failed: {kind}: {schema}"
         if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
             return f"database error {kind}: {scrub(orig)}"
         return f"query failed: {kind}"
