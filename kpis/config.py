@@ -102,9 +102,7 @@ class Source(Strict):
     @classmethod
     def _url(cls, value: str) -> str:
         from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        from sqlalchemy.exc import NoSuchModuleError
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
         value = _usual_driver(value)
         try:
