@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from checks import batches, suites
+from checks import batches, gx_engine, suites
 from checks import config as checks_config
 from checks.results import MAX_KEYS, CheckResult
 from checks.suites import CheckSpec
@@ -178,11 +177,9 @@ def _run_entity(gx: Any, context: Any, config: Config, checks: checks_config.Che
     query = batches.check_query(config, checks, name, engine.dialect, bound)
     log.debug("checking %s with %d checks", name, len(work))
     source = config.entities[name].source
-    with warnings.catch_warnings():  # "a more specific datasource may be more appropriate"
-        warnings.simplefilter("ignore")
-        datasource = context.data_sources.add_or_update_sql(
-            f"{source}__{name}", connection_string=config.sources[source].url)
+    datasource = gx_engine.sql_datasource(context, f"{source}__{name}", engine)
     asset = datasource.add_query_asset(name, query=query)
+    gx_engine.verify(datasource, engine)
     batch = asset.add_batch_definition_whole_table("all").get_batch()
     suite = gx.ExpectationSuite(name=f"carekpi_{name}")
     for _, _, expectation in work:
