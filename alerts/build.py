@@ -13,6 +13,7 @@ import yaml
 
 from alerts import settings
 from alerts.burn_rate import burn_rate_alerts
+from alerts.data_quality import data_quality_alerts
 from alerts.health import DEFAULT_JOB, health_alerts
 from alerts.recording import recording_groups
 from alerts.targets import target_alerts
@@ -44,13 +45,15 @@ def dump(document: Any) -> str:
 
 def alert_groups(config: Config | None = None, *, job: str = DEFAULT_JOB,
                  runbook_base: str = RUNBOOK_URL) -> list[dict[str, Any]]:
-    """The alerting rule groups: KPI targets and backlogs, burn rates, health."""
+    """The alerting rule groups: KPI targets and backlogs, burn rates, health, data quality."""
     items = settings.kpi_rules(config)
     groups = [
-        ("carekpi-targets", target_alerts(items, runbook_base)),
+        ("carekpi-targets", target_alerts(items, runbook_base, job)),
         ("carekpi-burn-rate", burn_rate_alerts(items, effective.window_seconds(config),
-                                               runbook_base)),
+                                               runbook_base, job)),
         ("carekpi-health", health_alerts(items, effective.calendar(config), job, runbook_base)),
+        ("carekpi-data-quality", data_quality_alerts(settings.check_schedule(config), job,
+                                                     runbook_base)),
     ]
     return [{"name": name, "rules": rules} for name, rules in groups if rules]
 

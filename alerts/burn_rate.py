@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from alerts import runbook
+from alerts import labels, runbook
 from alerts.promql import CLINIC_LEVEL, target, volume
 from alerts.settings import KpiRules
 from kpis import names
@@ -31,6 +31,10 @@ from kpis.series import FAST_BURN, SLOW_BURN, selector
 
 Rule = dict[str, Any]
 MAX_FAILING_SHARE = 0.5  # a tier fires once this share of events fails, at most
+# A burn rate has no for: (it is already an average over its windows), so an error ratio near
+# the factor would resolve and fire again at each refresh, re-paging every time: the alert
+# keeps firing this long after its condition last held (Prometheus 2.42+).
+KEEP_FIRING_FOR = "10m"
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,11 @@ class Tier:
     factor: float
     budget_share: float  # the share of the period's error budget a factor-x burn spends
     severity: str
+
+    @property
+    def signal(self) -> str:
+        """``fast_burn`` or ``slow_burn`` (the alert's ``signal`` label)."""
+        return "fast_burn" if self.suffix == FAST_BURN else "slow_burn"
 
 
 TIERS = ((FAST_BURN, 1, 0, 6.0), (SLOW_BURN, 2, 1, 1.0))  # suffix, long, short, workbook
@@ -92,7 +101,7 @@ def burn(kpi: Kpi, window: str) -> str:
     )
 
 
-def burn_alert(item: KpiRules, tier: Tier, runbook_base: str) -> Rule:
+def burn_alert(item: KpiRules, tier: Tier, runbook_base: str, job: str) -> Rule:
     kpi = item.kpi
     name = names.alert_name(kpi, tier.suffix)
     by = "on (source, clinic)"
@@ -109,7 +118,8 @@ def burn_alert(item: KpiRules, tier: Tier, runbook_base: str) -> Rule:
     return {
         "alert": name,
         "expr": expr,
-        "labels": {"severity": tier.severity, names.KPI: kpi.key},
+        "keep_firing_for": KEEP_FIRING_FOR,
+        "labels": labels.kpi_alert(kpi, tier.severity, job, tier.signal),
         "annotations": runbook.rule_annotations(
             name, f"{kpi.name} is burning its error budget too fast.", description,
             runbook_base),
@@ -117,10 +127,10 @@ def burn_alert(item: KpiRules, tier: Tier, runbook_base: str) -> Rule:
 
 
 def burn_rate_alerts(items: tuple[KpiRules, ...], windows: tuple[float, ...],
-                     runbook_base: str) -> list[Rule]:
+                     runbook_base: str, job: str) -> list[Rule]:
     rules: list[Rule] = []
     for item in items:
         if not item.kpi.burn_rate or item.kpi.kind != "proportion" or item.target is None:
             continue
-        rules.extend(burn_alert(item, tier, runbook_base) for tier in tiers(item, windows))
+        rules.extend(burn_alert(item, tier, runbook_base, job) for tier in tiers(item, windows))
     return rules

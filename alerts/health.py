@@ -1,64 +1,39 @@
 """Health alerts: a data feed gone stale during opening hours, KPI refreshes that stopped, a
-source the exporter cannot reach, and the exporter's own scrape target missing or down."""
+source the exporter cannot reach, and the exporter's own scrape target missing or down.
+
+Opening hours come from the exporter: ``carekpi_calendar_open`` is 1 inside the calendar's
+opening hours (holidays closed), computed with the calendar's time zone (daylight saving time
+included), so the stale-feed guard needs no time arithmetic in PromQL."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from alerts import runbook
+from alerts import labels, runbook
+from alerts.labels import ALL
 from alerts.settings import KpiRules
 from kpis import names
-from kpis.config import WEEKDAYS, Calendar
+from kpis.config import Calendar
 from kpis.series import STALE_REFRESHES, selector
 
 Rule = dict[str, Any]
 DEFAULT_JOB = "carekpi"
 
 
-def standard_offset(timezone: str) -> int:
-    """The zone's UTC offset in mid-January, in seconds (PromQL has no time zones: the opening
-    hours guard uses this offset all year, so it is an hour off during daylight saving time)."""
-    offset = datetime(2024, 1, 15, 12, tzinfo=ZoneInfo(timezone)).utcoffset()
-    return int(offset.total_seconds()) if offset is not None else 0
-
-
-def _local(func: str, offset: int) -> str:
-    now = f"time() + {offset}" if offset else "time()"
-    return f"{func}(vector({now}))"
-
-
-def opening_hours(calendar: Calendar) -> str:
+def opening_hours() -> str:
     """A PromQL expression with one (label-less) sample while the calendar says open."""
-    offset = standard_offset(calendar.timezone)
-    minute_of_week = (f"({_local('day_of_week', offset)} * 1440 + {_local('hour', offset)} * 60"
-                      f" + {_local('minute', offset)})")
-    spans = []
-    for index, day in enumerate(WEEKDAYS):
-        opening = calendar.hours.get(day)  # type: ignore[call-overload]
-        if opening is None:
-            continue
-        start, end = (int(t[:2]) * 60 + int(t[3:]) for t in opening.split("-"))
-        base = ((index + 1) % 7) * 1440  # PromQL's day_of_week: 0 is Sunday
-        spans.append(f"{minute_of_week} >= {base + start} < {base + end}")
-    expr = "(\n  " + "\n  or\n  ".join(spans) + "\n)"
-    if calendar.holidays:
-        ymd = (f"({_local('year', offset)} * 10000 + {_local('month', offset)} * 100"
-               f" + {_local('day_of_month', offset)})")
-        days = " or ".join(f"{ymd} == {d.strftime('%Y%m%d')}" for d in sorted(calendar.holidays))
-        expr += f"\nunless on ()\n({days})"
-    return expr
+    return f"max({names.CALENDAR_OPEN}) == 1"
 
 
-def stale_feed_alert(item: KpiRules, calendar: Calendar | None, runbook_base: str) -> Rule:
+def stale_feed_alert(item: KpiRules, calendar: Calendar | None, runbook_base: str,
+                     job: str = DEFAULT_JOB) -> Rule:
     kpi = item.kpi
     fallback = f"{item.target:g}" if item.target is not None else "7200"
     limit = f"(max({selector(names.KPI_TARGET, kpi=kpi.key)}) or vector({fallback}))"
     expr = f"time() - {names.NEWEST_RECORD}\n  > on () group_left ()\n{limit}"
     when = "during opening hours" if calendar is not None else "(no calendar: checked at any hour)"
     if calendar is not None:
-        expr = f"(\n{expr}\n)\nand on ()\n{opening_hours(calendar)}"
+        expr = f"(\n{expr}\n)\nand on ()\n{opening_hours()}"
     target_now = (f"{{{{ with query \"max({names.KPI_TARGET}{{kpi='{kpi.key}'}})\" }}}}"
                   f"{{{{ . | first | value | humanizeDuration }}}}{{{{ end }}}}")
     description = (
@@ -69,21 +44,21 @@ def stale_feed_alert(item: KpiRules, calendar: Calendar | None, runbook_base: st
         "alert": names.ALERT_STALE_FEED,
         "expr": expr,
         "for": kpi.alert_for,
-        "labels": {"severity": kpi.severity, names.KPI: kpi.key},
+        "labels": {**labels.kpi_alert(kpi, kpi.severity, job, "stale_feed"), names.CLINIC: ALL},
         "annotations": runbook.rule_annotations(
             names.ALERT_STALE_FEED, "A data feed has stopped delivering new records.",
             description, runbook_base),
     }
 
 
-def refresh_stale_alert(runbook_base: str) -> Rule:
+def refresh_stale_alert(runbook_base: str, job: str = DEFAULT_JOB) -> Rule:
     name = names.ALERT_REFRESH_STALE
     return {
         "alert": name,
         "expr": f"time() - {names.KPI_LAST_SUCCESS}\n  > {STALE_REFRESHES} * "
                 f"{names.KPI_REFRESH_INTERVAL}",
         "for": "5m",
-        "labels": {"severity": "warning"},
+        "labels": labels.fixed("warning", job, clinic=ALL),
         "annotations": runbook.rule_annotations(
             name, "A KPI has not refreshed successfully for several intervals.",
             "{{ $labels.kpi }} from source {{ $labels.source }}: last successful refresh "
@@ -92,13 +67,13 @@ def refresh_stale_alert(runbook_base: str) -> Rule:
     }
 
 
-def source_down_alert(runbook_base: str) -> Rule:
+def source_down_alert(runbook_base: str, job: str = DEFAULT_JOB) -> Rule:
     name = names.ALERT_SOURCE_DOWN
     return {
         "alert": name,
         "expr": f"{names.SOURCE_UP} == 0",
         "for": "5m",
-        "labels": {"severity": "critical"},
+        "labels": labels.fixed("critical", job, clinic=ALL, kpi=ALL),
         "annotations": runbook.rule_annotations(
             name, "The exporter cannot query a source database.",
             "Source {{ $labels.source }} has been unreachable or failing for 5 minutes; "
@@ -113,7 +88,7 @@ def exporter_absent_alert(job: str, runbook_base: str) -> Rule:
         "alert": name,
         "expr": f"{up} == 0\nor\nabsent({up})",
         "for": "5m",
-        "labels": {"severity": "critical", "job": job},
+        "labels": labels.fixed("critical", job, clinic=ALL, kpi=ALL, source=ALL),
         "annotations": runbook.rule_annotations(
             name, "Prometheus cannot scrape the CareKPI exporter.",
             f"Scrape job {job} is down or missing{{{{ with $labels.instance }}}} (instance "
@@ -124,9 +99,9 @@ def exporter_absent_alert(job: str, runbook_base: str) -> Rule:
 
 def health_alerts(items: tuple[KpiRules, ...], calendar: Calendar | None, job: str,
                   runbook_base: str) -> list[Rule]:
-    rules = [stale_feed_alert(i, calendar, runbook_base) for i in items
+    rules = [stale_feed_alert(i, calendar, runbook_base, job) for i in items
              if i.kpi.kind == "freshness"]
-    rules += [refresh_stale_alert(runbook_base), source_down_alert(runbook_base),
+    rules += [refresh_stale_alert(runbook_base, job), source_down_alert(runbook_base, job),
               exporter_absent_alert(job, runbook_base)]
     return rules
 

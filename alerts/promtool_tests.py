@@ -6,18 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alerts import burn_rate, health, settings, unit_tests
+from alerts import burn_rate, data_quality, health, settings, unit_tests
 from alerts.build import ALERTS_FILE, RECORDING_FILE, dump, write_texts
 from alerts.targets import TARGETED_KINDS
 from alerts.unit_tests import SOURCE, Test, series
 from kpis import effective, names
-from kpis.config import Config
+from kpis.config import Calendar, Config
 from kpis.series import RUNBOOK_URL, selector
 
 RULES_DIR = "../generated"  # relative to alerts/tests/
 # Rules are evaluated every 5 minutes in the tests (input samples stay 1 minute apart): every
 # for: duration is a multiple of it, and promtool runs five times faster than at 1m.
 EVALUATION_INTERVAL = "5m"
+# Checks run hourly or daily: their tests span two schedules, evaluated hourly.
+DATA_QUALITY, SLOW_EVALUATION_INTERVAL = "data_quality.test.yaml", "1h"
 
 
 def _firing(rule: dict[str, Any], labels: dict[str, str], value: float,
@@ -25,10 +27,12 @@ def _firing(rule: dict[str, Any], labels: dict[str, str], value: float,
     return unit_tests.expected(rule, labels, value, target)
 
 
-def stale_feed_test(item: settings.KpiRules, runbook_base: str) -> Test:
-    """Without a calendar: messages stopped at 0 (fires once 2h + for have passed), calls
-    keep arriving (silent). The calendar guard has its own test in tests/test_alerts_rules.py."""
-    rule = health.stale_feed_alert(item, None, runbook_base)
+def stale_feed_tests(item: settings.KpiRules, calendar: Calendar | None, runbook_base: str,
+                     job: str) -> list[Test]:
+    """Messages stopped at 0 (fires once 2h + for have passed), calls keep arriving (silent).
+    With a calendar the rule holds only while ``carekpi_calendar_open`` is 1: open, it fires;
+    closed (a night, a holiday), the same stale feed stays silent."""
+    rule = health.stale_feed_alert(item, calendar, runbook_base, job)
     assert item.target is not None
     wait = unit_tests.minutes(item.kpi.alert_for)
     at = int(item.target // 60) + wait + 5
@@ -41,17 +45,21 @@ def stale_feed_test(item: settings.KpiRules, runbook_base: str) -> Test:
         unit_tests.target_series(item.kpi, item.target, at + 5),
     ]
     labels = {"source": SOURCE, "entity": "messages"}
-    return {"name": rule["alert"], "interval": "1m", "input_series": inputs, "alert_rule_test": [
-        {"eval_time": f"{int(item.target // 60)}m", "alertname": rule["alert"], "exp_alerts": []},
-        {"eval_time": f"{at}m", "alertname": rule["alert"],
-         "exp_alerts": [_firing(rule, labels, at * 60.0, item.target)]},
-    ]}
+    firing = [_firing(rule, labels, at * 60.0, item.target)]
+    name = rule["alert"]
+    if calendar is None:
+        return [_cases(name, inputs, [(f"{int(item.target // 60)}m", []), (f"{at}m", firing)])]
+    open_now, closed = (series(names.CALENDAR_OPEN, v, at + 5, calendar=names.DEFAULT_CALENDAR)
+                        for v in (1, 0))
+    return [_cases(name + " open", [*inputs, open_now],
+                   [(f"{int(item.target // 60)}m", []), (f"{at}m", firing)], name),
+            _cases(name + " closed", [*inputs, closed], [(f"{at}m", [])], name)]
 
 
-def refresh_stale_test(runbook_base: str) -> Test:
+def refresh_stale_test(runbook_base: str, job: str) -> Test:
     """Per window: no_show's 1h last refreshed at 0 with a 60 s interval: firing at 10m; its
     30d window (15 min interval), also not refreshed since 0, and wait's 1h: silent."""
-    rule = health.refresh_stale_alert(runbook_base)
+    rule = health.refresh_stale_alert(runbook_base, job)
     inputs = []
     for kpi, window, every, values in (("no_show", "1h", 60, "0+0x15"),
                                        ("no_show", "30d", 900, "0+0x15"),
@@ -64,8 +72,8 @@ def refresh_stale_test(runbook_base: str) -> Test:
     return _cases(rule["alert"], inputs, [("4m", []), ("10m", [expected])])
 
 
-def source_down_test(runbook_base: str) -> Test:
-    rule = health.source_down_alert(runbook_base)
+def source_down_test(runbook_base: str, job: str) -> Test:
+    rule = health.source_down_alert(runbook_base, job)
     inputs = [series(names.SOURCE_UP, 0, 15, source="ehr"),
               series(names.SOURCE_UP, 1, 15, source="portal")]
     expected = _firing(rule, {"source": "ehr"}, 0.0)
@@ -89,13 +97,34 @@ def exporter_absent_tests(job: str, runbook_base: str) -> list[Test]:
     ]
 
 
+def data_quality_tests(config: Config | None, job: str, runbook_base: str) -> list[Test]:
+    """An error check failing fires; a failing warning check and a passing error check do
+    not. Checks last run at 0: silent until twice their schedule, firing after."""
+    failed = data_quality.check_failed_alert(job, runbook_base)
+    checks = [("error", 0, "completeness"), ("warning", 0, "conformance"),
+              ("error", 1, "freshness")]
+    inputs = [series(names.CHECK_PASSED, passed, 130, entity="messages", check=check,
+                     column="channel", severity=severity) for severity, passed, check in checks]
+    labels = {"entity": "messages", "check": "completeness", "column": "channel"}
+    tests = [_cases(failed["alert"], inputs,
+                    [("0m", []), ("2h", [_firing(failed, labels, 0.0)])])]
+    schedule = settings.check_schedule(config) or data_quality.DEFAULT_SCHEDULE_SECONDS
+    not_run = data_quality.checks_not_run_alert(schedule, job, runbook_base)
+    limit = int(2 * schedule // 60)  # minutes
+    late = (limit // 60 + 2) * 60  # an evaluation (hourly) past the limit and ``for``
+    inputs = [{"series": names.CHECK_LAST_RUN, "values": f"0+0x{late + 5}"}]
+    return [*tests, _cases(not_run["alert"], inputs, [
+        (f"{limit - 5}m", []), (f"{late}m", [_firing(not_run, {}, late * 60.0)])])]
+
+
 def _cases(name: str, inputs: list[dict[str, str]], cases: list[tuple[str, list[Any]]],
            alert: str | None = None) -> Test:
     return {"name": name, "interval": "1m", "input_series": inputs, "alert_rule_test": [
         {"eval_time": at, "alertname": alert or name, "exp_alerts": exp} for at, exp in cases]}
 
 
-def kpi_tests(config: Config | None, runbook_base: str) -> tuple[list[Test], list[Test]]:
+def kpi_tests(config: Config | None, runbook_base: str,
+              job: str) -> tuple[list[Test], list[Test]]:
     """(target and backlog tests, burn-rate tests) for the enabled KPIs."""
     items = settings.kpi_rules(config)
     target_tests, burn_tests = [], []
@@ -103,19 +132,21 @@ def kpi_tests(config: Config | None, runbook_base: str) -> tuple[list[Test], lis
         if item.kpi.target is None or item.target is None:
             continue
         if item.kpi.kind in TARGETED_KINDS:
-            target_tests.append(unit_tests.target_test(item, runbook_base))
+            target_tests.append(unit_tests.target_test(item, runbook_base, job))
         elif item.kpi.kind == "backlog":
-            target_tests.append(unit_tests.backlog_test(item, runbook_base))
+            target_tests.append(unit_tests.backlog_test(item, runbook_base, job))
         if item.kpi.burn_rate and item.kpi.kind == "proportion":
             for tier in burn_rate.tiers(item, effective.window_seconds(config)):
-                burn_tests.append(unit_tests.burn_test(item, tier, runbook_base))
+                burn_tests.append(unit_tests.burn_test(item, tier, runbook_base, job))
     return target_tests, burn_tests
 
 
 def health_tests(config: Config | None, job: str, runbook_base: str) -> list[Test]:
-    tests = [stale_feed_test(i, runbook_base) for i in settings.kpi_rules(config)
-             if i.kpi.kind == "freshness" and i.target is not None]
-    tests += [refresh_stale_test(runbook_base), source_down_test(runbook_base),
+    calendar = effective.calendar(config)
+    tests = [t for i in settings.kpi_rules(config)
+             if i.kpi.kind == "freshness" and i.target is not None
+             for t in stale_feed_tests(i, calendar, runbook_base, job)]
+    tests += [refresh_stale_test(runbook_base, job), source_down_test(runbook_base, job),
               *exporter_absent_tests(job, runbook_base)]
     return tests
 
@@ -124,16 +155,15 @@ def build_unit_tests(config: Config | None = None, *, rules_dir: str = RULES_DIR
                      job: str = health.DEFAULT_JOB,
                      runbook_base: str = RUNBOOK_URL) -> dict[str, str]:
     """``{file name: text}`` of the promtool unit-test files; ``rules_dir`` is where the rule
-    files are, relative to the test files. Calendar-free: the calendar guard is tested apart."""
-    if effective.calendar(config) is not None:
-        config = config.model_copy(update={"kpis": config.kpis.model_copy(  # type: ignore[union-attr]
-            update={"calendar": None})})
+    files are, relative to the test files. They pass for the rules built from the same
+    config: with a calendar, the stale-feed tests feed ``carekpi_calendar_open``."""
     rule_files = [f"{rules_dir}/{RECORDING_FILE}", f"{rules_dir}/{ALERTS_FILE}"]
-    target_tests, burn_tests = kpi_tests(config, runbook_base)
+    target_tests, burn_tests = kpi_tests(config, runbook_base, job)
     files = {"targets.test.yaml": target_tests, "burn_rate.test.yaml": burn_tests,
-             "health.test.yaml": health_tests(config, job, runbook_base)}
-    return {name: dump({"evaluation_interval": EVALUATION_INTERVAL, "rule_files": rule_files,
-                        "tests": tests})
+             "health.test.yaml": health_tests(config, job, runbook_base),
+             DATA_QUALITY: data_quality_tests(config, job, runbook_base)}
+    return {name: dump({"evaluation_interval": SLOW_EVALUATION_INTERVAL if name == DATA_QUALITY
+                        else EVALUATION_INTERVAL, "rule_files": rule_files, "tests": tests})
             for name, tests in files.items() if tests}
 
 

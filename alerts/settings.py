@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from kpis import catalog, effective
 from kpis.catalog import Kpi
 from kpis.config import Config
+from kpis.durations import parse as parse_duration
+from kpis.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -46,3 +48,14 @@ def kpi_rules(config: Config | None) -> tuple[KpiRules, ...]:
             alert_window=effective.nearest_window(kpi.alert_window, config),
         ))
     return tuple(result)
+
+
+def check_schedule(config: Config | None) -> float | None:
+    """Seconds between scheduled check runs (``checks.schedule``), if configured."""
+    if config is None or not config.checks.get("schedule"):
+        return None
+    raw = config.checks["schedule"]
+    try:
+        return parse_duration(raw).seconds
+    except ValueError as exc:
+        raise ConfigError(config.path, "checks.schedule", str(exc)) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts import runbook
+from alerts import labels, runbook
 from alerts.promql import (
     CLINIC_LABELS,
     CLINIC_LEVEL,
@@ -35,7 +35,7 @@ def _guarded(expr: str, item: KpiRules, window: str) -> str:
     return f"(\n{expr}\n)\nand on ({', '.join(CLINIC_LABELS)})\n{guard}"
 
 
-def target_alert(item: KpiRules, runbook_base: str) -> Rule:
+def target_alert(item: KpiRules, runbook_base: str, job: str) -> Rule:
     """The alert for a KPI whose ratio, quantile, mean or score misses its target."""
     kpi, window = item.kpi, item.alert_window
     assert kpi.target is not None
@@ -50,39 +50,39 @@ def target_alert(item: KpiRules, runbook_base: str) -> Rule:
         "alert": name,
         "expr": _guarded(past_target(value, kpi), item, window),
         "for": kpi.alert_for,
-        "labels": {"severity": kpi.severity, names.KPI: kpi.key},
+        "labels": labels.kpi_alert(kpi, kpi.severity, job, "target"),
         "annotations": runbook.rule_annotations(
             name, f"{kpi.name} misses its target in a clinic.", description, runbook_base),
     }
 
 
-def backlog_alert(item: KpiRules, runbook_base: str) -> Rule:
+def backlog_alert(item: KpiRules, runbook_base: str, job: str) -> Rule:
     """The alert for a backlog (items past their deadline, now) above its target."""
     kpi = item.kpi
     assert kpi.target is not None
     value = sum_by((names.SOURCE, names.CLINIC), names.backlog(kpi))
     name = target_alert_name(item)
     description = (
-        f"{{{{ $labels.clinic }}}}: {{{{ $value | printf \"%.0f\" }}}} {kpi.name.lower()} "
-        f"item(s) past their deadline (target {kpi.target.op} {target_query(kpi)})."
+        f"{{{{ $labels.clinic }}}}: {{{{ $value | printf \"%.0f\" }}}} {kpi.counts} "
+        f"(target {kpi.target.op} {target_query(kpi)})."
     )
     return {
         "alert": name,
         "expr": past_target(value, kpi),
         "for": kpi.alert_for,
-        "labels": {"severity": kpi.severity, names.KPI: kpi.key},
+        "labels": labels.kpi_alert(kpi, kpi.severity, job, "backlog"),
         "annotations": runbook.rule_annotations(
             name, f"{kpi.name}: items are past their deadline.", description, runbook_base),
     }
 
 
-def target_alerts(items: tuple[KpiRules, ...], runbook_base: str) -> list[Rule]:
+def target_alerts(items: tuple[KpiRules, ...], runbook_base: str, job: str) -> list[Rule]:
     rules = []
     for item in items:
         if item.kpi.target is None or item.target is None:
             continue
         if item.kpi.kind in TARGETED_KINDS:
-            rules.append(target_alert(item, runbook_base))
+            rules.append(target_alert(item, runbook_base, job))
         elif item.kpi.kind == "backlog":
-            rules.append(backlog_alert(item, runbook_base))
+            rules.append(backlog_alert(item, runbook_base, job))
     return rules

@@ -122,10 +122,10 @@ def _clinic_labels(clinic: str, window: str) -> dict[str, str]:
     return dict(zip(CLINIC_LABELS, (SOURCE, clinic, window), strict=True))
 
 
-def target_test(item: KpiRules, runbook_base: str) -> Test:
+def target_test(item: KpiRules, runbook_base: str, job: str) -> Test:
     """Fires for north (own target) and east (global target); silent for south (healthy),
     lenient (meets its own target), tiny (under min_volume) and before ``for`` elapses."""
-    rule = targets.target_alert(item, runbook_base)
+    rule = targets.target_alert(item, runbook_base, job)
     window, wait = item.alert_window, minutes(item.kpi.alert_for)
     length, volume = wait + 10, max(item.min_volume, 1) * VOLUME_FACTOR
     assert item.target is not None
@@ -154,9 +154,9 @@ def _test(alert: str, inputs: list[dict[str, str]], wait: int,
     return {"name": alert, "interval": "1m", "input_series": inputs, "alert_rule_test": cases}
 
 
-def backlog_test(item: KpiRules, runbook_base: str) -> Test:
+def backlog_test(item: KpiRules, runbook_base: str, job: str) -> Test:
     """Fires for north (two channels add up) and east (global target); silent for south (0)."""
-    rule = targets.backlog_alert(item, runbook_base)
+    rule = targets.backlog_alert(item, runbook_base, job)
     wait = minutes(item.kpi.alert_for)
     length = wait + 10
     assert item.target is not None
@@ -187,10 +187,10 @@ def burn_value(op: str, num: int, den: int, target: float) -> float:
     return (1 - ratio) / (1 - target) if op == ">=" else ratio / target
 
 
-def burn_test(item: KpiRules, tier: burn_rate.Tier, runbook_base: str) -> Test:
+def burn_test(item: KpiRules, tier: burn_rate.Tier, runbook_base: str, job: str) -> Test:
     """Fires for burning (both windows); silent for recovered (short window fine), spike
     (long window fine), lenient (its own target leaves a big budget) and tiny (low volume)."""
-    rule = burn_rate.burn_alert(item, tier, runbook_base)
+    rule = burn_rate.burn_alert(item, tier, runbook_base, job)
     kpi, target = item.kpi, item.target
     assert kpi.target is not None and target is not None
     op, length, volume = kpi.target.op, 15, max(item.min_volume, 1) * VOLUME_FACTOR

@@ -10,7 +10,7 @@ Without a calendar the clock is the wall clock.
 from __future__ import annotations
 
 import bisect
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -122,3 +122,16 @@ class BusinessClock:
             (x < number(points[mid][0]), self._tree(x, points, lo, mid, below)),
             else_=self._tree(x, points, mid, hi, below),
         )
+
+
+def is_open(calendar: Calendar, moment: datetime) -> bool:
+    """Whether ``moment`` (aware) falls inside the calendar's opening hours, on the wall clock
+    of the calendar's zone (daylight saving time included); holidays are closed."""
+    local = moment.astimezone(ZoneInfo(calendar.timezone))
+    if local.date() in set(calendar.holidays):
+        return False
+    hours = calendar.opening(local.weekday())
+    if hours is None:
+        return False
+    now = local.time()
+    return hours[0] <= now and (now < hours[1] or hours[1] == time.max)  # time.max: 24:00

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
 from collectors.exposition import CachedExposition, CareKpiCollector
+from collectors.opening_hours import OpeningHoursCollector
 from collectors.scheduler import Scheduler
 from collectors.store import Store
 from collectors.web import WebConfig, WebServer, start_server
@@ -84,6 +85,9 @@ class Exporter:
         self.engines: dict[str, sa.Engine] = create_all(self.config)
         self.scheduler = Scheduler(self.store, self.engines, self.clock)
         self.registry.register(CareKpiCollector(self.store))
+        if self.config.kpis.calendar is not None:
+            self.extra_collectors = [*self.extra_collectors, OpeningHoursCollector(
+                self.config.kpis.calendar, self.clock)]
         for collector in self.extra_collectors:
             self.registry.register(collector)
         self.server: WebServer | None = None

@@ -56,6 +56,17 @@ class Kpi(BaseModel):
     burn_rate: bool = False
     unit: str
     params: tuple[Param, ...] = ()
+    # A backlog is the live view of another KPI's objective (the SLA it counts breaches of):
+    # alerts carry that KPI's key as their ``objective`` label, so a page for the objective
+    # silences the backlog's page (alerts/alertmanager.yml).
+    objective_of: str | None = None
+    # What a backlog counts, in words for a description: "portal messages past their SLA".
+    counts: str | None = None
+
+    @property
+    def objective(self) -> str:
+        """The key of the KPI whose objective this KPI's alerts belong to."""
+        return self.objective_of or self.key
 
     @property
     def label_dimensions(self) -> tuple[str, ...]:
@@ -114,6 +125,8 @@ def _check(kpi: Kpi, source: str) -> None:
         raise CatalogError(f"{where}: a duration KPI needs buckets")
     if kpi.section not in SECTIONS:
         raise CatalogError(f"{where}: unknown section {kpi.section!r}")
+    if kpi.kind == "backlog" and not kpi.counts:
+        raise CatalogError(f"{where}: a backlog KPI says what it counts (counts:)")
 
 
 @functools.cache
@@ -137,6 +150,10 @@ def load() -> tuple[Kpi, ...]:
     keys = [k.key for k in kpis]
     if len(set(keys)) != len(keys):
         raise CatalogError("kpis/definitions: duplicate KPI key")
+    for kpi in kpis:
+        if kpi.objective_of is not None and kpi.objective_of not in keys:
+            raise CatalogError(f"kpis/definitions: {kpi.id}: objective_of names no KPI "
+                               f"({kpi.objective_of!r})")
     return tuple(kpis)
 
 

@@ -27,6 +27,9 @@ KPI_TARGET = f"{PREFIX}_kpi_target"
 LABEL_VALUES_FOLDED = f"{PREFIX}_label_values_folded"  # counter: exposed with _total
 NEWEST_RECORD = f"{PREFIX}_entity_newest_record_timestamp_seconds"
 BUILD_INFO = f"{PREFIX}_build"  # info: exposed as carekpi_build_info
+CALENDAR_OPEN = f"{PREFIX}_calendar_open"  # 1 inside the calendar's opening hours, else 0
+CALENDAR = "calendar"  # its label: the calendar's name
+DEFAULT_CALENDAR = "default"  # the name of ``kpis.calendar``
 
 # Data-quality checks (issue: checks).
 CHECK_PASSED = f"{PREFIX}_check_passed"

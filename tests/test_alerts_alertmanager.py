@@ -27,14 +27,16 @@ def amtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_amtool_check_config():
     result = amtool("check-config", str(CONFIG))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 inhibit rules" in result.stdout
+    assert "5 inhibit rules" in result.stdout
 
 
 @pytest.mark.parametrize(("labels", "receiver"), [
     (["severity=critical", "clinic=PED", "kpi=response_sla"], "pager"),
     (["severity=critical", "clinic=DTN", "kpi=sla_breach_backlog"], "clinic-dtn-pager"),
     (["severity=warning", "clinic=DTN", "kpi=no_show"], "tickets"),
-    (["severity=warning", "alertname=CareKPIRefreshStale"], "tickets"),
+    (["severity=warning", "alertname=CareKPIRefreshStale", "clinic=all"], "tickets"),
+    (["severity=warning", "alertname=CareKPICheckFailed", "team=data", "clinic=all"],
+     "data-team"),
     (["severity=info", "clinic=DTN"], "null"),
     (["alertname=Unlabelled"], "null"),
 ])
@@ -83,24 +85,78 @@ def post_alerts(url: str, alerts: list[dict[str, dict[str, str]]]) -> None:
 def states(url: str) -> dict[tuple[str, str], str]:
     with urllib.request.urlopen(url + "/api/v2/alerts", timeout=5) as response:
         alerts = json.load(response)
-    return {(a["labels"]["alertname"], a["labels"].get("source", "")): a["status"]["state"]
+    return {(a["labels"]["alertname"], a["labels"].get("clinic") if a["labels"].get(
+        "clinic", "all") != "all" else a["labels"].get("source", "")): a["status"]["state"]
             for a in alerts}
+
+
+def kpi_alert(name: str, kpi: str, clinic: str, severity: str, signal: str,
+              objective: str | None = None, source: str = "ehr") -> dict[str, dict[str, str]]:
+    return {"labels": {"alertname": name, "kpi": kpi, "clinic": clinic, "severity": severity,
+                       "signal": signal, "objective": objective or kpi, "source": source,
+                       "job": "carekpi"}}
+
+
+def wait_suppressed(url: str, key: tuple[str, str]) -> dict[tuple[str, str], str]:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        found = states(url)
+        if found.get(key) == "suppressed":
+            break
+        time.sleep(0.3)
+    return found
 
 
 def test_kpi_alerts_of_a_down_source_are_inhibited(alertmanager):
     post_alerts(alertmanager, [
-        {"labels": {"alertname": "CareKPISourceDown", "severity": "critical", "source": "ehr"}},
-        {"labels": {"alertname": "CareKPINoShowTargetBreach", "severity": "warning",
-                    "kpi": "no_show", "clinic": "DTN", "source": "ehr"}},
-        {"labels": {"alertname": "CareKPISlaBreachBacklog", "severity": "critical",
-                    "kpi": "sla_breach_backlog", "clinic": "DTN", "source": "portal"}},
+        {"labels": {"alertname": "CareKPISourceDown", "severity": "critical", "source": "ehr",
+                    "clinic": "all", "kpi": "all", "job": "carekpi"}},
+        kpi_alert("CareKPINoShowTargetBreach", "no_show", "DTN", "warning", "target"),
+        kpi_alert("CareKPISlaBreachBacklog", "sla_breach_backlog", "DTN", "critical",
+                  "backlog", "response_sla", source="portal"),
     ])
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        found = states(alertmanager)
-        if found.get(("CareKPINoShowTargetBreach", "ehr")) == "suppressed":
-            break
-        time.sleep(0.3)
+    found = wait_suppressed(alertmanager, ("CareKPINoShowTargetBreach", "DTN"))
     assert found == {("CareKPISourceDown", "ehr"): "active",
-                     ("CareKPINoShowTargetBreach", "ehr"): "suppressed",
-                     ("CareKPISlaBreachBacklog", "portal"): "active"}
+                     ("CareKPINoShowTargetBreach", "DTN"): "suppressed",  # source ehr
+                     ("CareKPISlaBreachBacklog", "DTN"): "active"}  # source portal
+
+
+def test_one_incident_one_page(alertmanager):
+    """DTN's portal backlog: the fast burn silences the slow burn, the target breach and the
+    backlog of the same objective in DTN; PED's breach of the same KPI and DTN's no-show
+    ticket stay active."""
+    post_alerts(alertmanager, [
+        kpi_alert("CareKPIResponseSlaFastBurn", "response_sla", "DTN", "critical", "fast_burn"),
+        kpi_alert("CareKPIResponseSlaSlowBurn", "response_sla", "DTN", "warning", "slow_burn"),
+        kpi_alert("CareKPIResponseSlaTargetBreach", "response_sla", "DTN", "critical", "target"),
+        kpi_alert("CareKPISlaBreachBacklog", "sla_breach_backlog", "DTN", "critical", "backlog",
+                  "response_sla"),
+        kpi_alert("CareKPIResponseSlaTargetBreach", "response_sla", "PED", "critical", "target"),
+        kpi_alert("CareKPISlaBreachBacklog", "sla_breach_backlog", "PED", "critical", "backlog",
+                  "response_sla"),
+        kpi_alert("CareKPINoShowTargetBreach", "no_show", "DTN", "warning", "target"),
+    ])
+    found = wait_suppressed(alertmanager, ("CareKPISlaBreachBacklog", "PED"))
+    assert found == {
+        ("CareKPIResponseSlaFastBurn", "DTN"): "active",
+        ("CareKPIResponseSlaSlowBurn", "DTN"): "suppressed",
+        ("CareKPIResponseSlaTargetBreach", "DTN"): "suppressed",
+        ("CareKPISlaBreachBacklog", "DTN"): "suppressed",
+        ("CareKPIResponseSlaTargetBreach", "PED"): "active",  # no fast burn in PED
+        ("CareKPISlaBreachBacklog", "PED"): "suppressed",  # under PED's target breach
+        ("CareKPINoShowTargetBreach", "DTN"): "active",  # another KPI
+    }
+
+
+def test_exporter_absent_silences_only_its_own_job(alertmanager):
+    absent = {"labels": {"alertname": "CareKPIExporterAbsent", "severity": "critical",
+                         "job": "carekpi", "clinic": "all", "kpi": "all", "source": "all"}}
+    other = kpi_alert("CareKPINoShowTargetBreach", "no_show", "PED", "warning", "target")
+    other["labels"]["job"] = "carekpi-east"
+    post_alerts(alertmanager, [
+        absent, other,
+        kpi_alert("CareKPINoShowTargetBreach", "no_show", "DTN", "warning", "target")])
+    found = wait_suppressed(alertmanager, ("CareKPINoShowTargetBreach", "DTN"))
+    assert found == {("CareKPIExporterAbsent", "all"): "active",
+                     ("CareKPINoShowTargetBreach", "DTN"): "suppressed",
+                     ("CareKPINoShowTargetBreach", "PED"): "active"}

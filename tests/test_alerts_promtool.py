@@ -1,18 +1,22 @@
-"""promtool on the generated rules: ``check rules``, the committed unit tests, unit tests of a
-build from a custom config, the opening-hours guard, and proof the unit tests can fail."""
+"""promtool on the generated rules: ``check rules``, the committed unit tests, unit tests of
+builds from custom configs (the demo's, with a calendar, and one without), and proof the unit
+tests can fail."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from alerts import build, promtool_tests
+from kpis import names
 from kpis.config import parse
+from kpis.demo.mapping import config_yaml
 
 pytestmark = pytest.mark.prometheus
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,40 +107,42 @@ def test_unit_tests_fail_when_a_rule_is_broken(tmp_path, original, broken, count
     assert f"alertname: {alert}," in result.stdout + result.stderr
 
 
-CALENDAR_TEST = """
-rule_files: [../generated/recording.yaml, ../generated/alerts.yaml]
-evaluation_interval: 5m
-tests:
-  - interval: 1m
-    input_series:
-      - series: 'carekpi_entity_newest_record_timestamp_seconds{source="ehr", entity="calls"}'
-        values: '0+0x2000'
-      - series: 'carekpi_kpi_target{kpi="freshness"}'
-        values: '7200+0x2000'
-    alert_rule_test:
-      - {eval_time: 3h, alertname: CareKPIStaleFeed, exp_alerts: []}        # Thu 03:00: closed
-      - eval_time: 9h                                                       # Thu 09:00: open
-        alertname: CareKPIStaleFeed
-        exp_alerts:
-          - exp_labels: {source: ehr, entity: calls, kpi: freshness, severity: warning}
-            exp_annotations:
-              summary: A data feed has stopped delivering new records.
-              description: "calls from source ehr: the newest record is 9h 0m 0s old during
-                opening hours (target <= 2h 0m 0s)."
-              runbook_url: alerts/RUNBOOK.md#carekpistalefeed
-      - {eval_time: 19h, alertname: CareKPIStaleFeed, exp_alerts: []}       # Thu 19:00: closed
-      - {eval_time: 33h, alertname: CareKPIStaleFeed, exp_alerts: []}       # Fri 09:00: holiday
-"""
-
-
-def test_stale_feed_fires_only_during_opening_hours(tmp_path):
-    """The Unix epoch is a Thursday 00:00 UTC: open Thursday and Friday 08:00-18:00 UTC,
-    Friday 2 January 1970 a holiday."""
-    config = parse({"version": 1, "sources": {"ehr": {"url": "sqlite://"}}, "kpis": {
-        "calendar": {"timezone": "UTC", "hours": {"thu": "08:00-18:00", "fri": "08:00-18:00"},
-                     "holidays": ["1970-01-02"]}}}, "carekpi.yaml")
-    build.write(config, tmp_path / "generated")
-    (tmp_path / "tests").mkdir()
-    (tmp_path / "tests" / "calendar.test.yaml").write_text(CALENDAR_TEST)
-    result = promtool("test", "rules", "calendar.test.yaml", cwd=tmp_path / "tests")
+def cli_build(tmp_path: Path, config_text: str) -> Path:
+    """``carekpi alerts build --config X --out G --tests-out T``, as a user runs it."""
+    config = tmp_path / "carekpi.yaml"
+    config.write_text(config_text)
+    tests = tmp_path / "tests"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "carekpi"), "alerts", "build", "--config",
+         str(config), "--out", str(tmp_path / "generated"), "--tests-out", str(tests)],
+        capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    return tests
+
+
+def promtool_passes_every_file(tests: Path) -> None:
+    names = sorted(p.name for p in tests.glob("*.yaml"))
+    assert "health.test.yaml" in names
+    result = promtool("test", "rules", *names, cwd=tests)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_generated_tests_pass_for_the_demo_config(tmp_path):
+    """The demo's config has a calendar (America/New_York, US holidays): its stale-feed tests
+    feed carekpi_calendar_open, firing while open and silent while closed."""
+    tests = cli_build(tmp_path, config_yaml(f"sqlite:///{tmp_path}/demo.db"))
+    stale = yaml.safe_load((tests / "health.test.yaml").read_text())["tests"]
+    assert {t["name"] for t in stale} >= {"CareKPIStaleFeed open", "CareKPIStaleFeed closed"}
+    rules = (tmp_path / "generated" / build.ALERTS_FILE).read_text()
+    assert "max(carekpi_calendar_open) == 1" in rules
+    promtool_passes_every_file(tests)
+
+
+def test_generated_tests_pass_for_a_calendar_less_config(tmp_path):
+    tests = cli_build(tmp_path, yaml.safe_dump({
+        "version": 1, "sources": {"ehr": {"url": "sqlite://"}},
+        "checks": {"schedule": "1h"}, "kpis": {"windows": ["1h", "1d", "30d"]}}))
+    rules = (tmp_path / "generated" / build.ALERTS_FILE).read_text()
+    assert "calendar_open" not in rules
+    assert f"time() - {names.CHECK_LAST_RUN} > 7200" in rules  # twice checks.schedule
+    promtool_passes_every_file(tests)
