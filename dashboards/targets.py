@@ -41,13 +41,22 @@ def goal(kpi: Kpi, config: Config | None = None) -> Goal | None:
                 min_volume=effective.min_volume(kpi, config))
 
 
+def just_above(value: float) -> float:
+    """The smallest step past ``value`` that no KPI value falls between (a billionth of it, or
+    of 1): Grafana colours a value with the last step whose value it reaches (``>=``), so an
+    "at most" target's missed colour starts here, and the target itself is still met."""
+    return value + 1e-9 * max(1.0, abs(value))
+
+
 def steps(target: Goal | None) -> Steps:
-    """Met and missed colours around the target; one neutral step without a target."""
+    """Met and missed colours from the target's direction; one neutral step without a target.
+    At least T: missed below T, met from T up. At most T: met up to and including T (a backlog
+    of 0 against a target of 0 is green), missed above it."""
     if target is None:
         return [(None, NEUTRAL)]
     if target.higher_is_better:
         return [(None, MISSED), (target.value, MET)]
-    return [(None, MET), (target.value, MISSED)]
+    return [(None, MET), (just_above(target.value), MISSED)]
 
 
 def format_value(value: float, unit: str) -> str:

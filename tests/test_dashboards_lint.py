@@ -96,12 +96,54 @@ def test_thresholds_come_from_the_catalog_targets(uid, panel):
         return
     kpi = catalog.get(match.group(1))
     if "Target:" in panel["description"]:
-        expected = targets.steps(targets.goal(goal_kpi(kpi)))
-        assert steps == expected
-        value = targets.format_value(expected[1][0], goal_kpi(kpi).unit)
+        goal = targets.goal(goal_kpi(kpi))
+        assert goal is not None
+        assert steps == targets.steps(goal)
+        value = targets.format_value(goal.value, goal_kpi(kpi).unit)
         assert value in panel["description"]
     else:
         assert steps == targets.steps(None)
+
+
+def colour(steps: list[dict], value: float) -> str:
+    """Grafana's rule, written out here: the colour of the last step whose value the value
+    reaches (the first step, value null, from minus infinity)."""
+    found = steps[0]["color"]
+    for step in steps[1:]:
+        if value >= step["value"]:
+            found = step["color"]
+    return found
+
+
+TARGETED = [(uid, p) for uid, p in PANELS
+            if re.match(r"^[A-Z]\d+ ", p.get("description", "")) and "Target:" in p["description"]]
+
+
+@pytest.mark.parametrize(("uid", "panel"), TARGETED, ids=_ids(TARGETED))
+def test_colours_just_inside_and_just_outside_the_target(uid, panel):
+    """At most T: T and a hair below are green, a hair above is red; at least T: T and a hair
+    above are green, a hair below is red; a count of 0 against an at-most target is green."""
+    kpi = goal_kpi(catalog.get(panel["description"].split(" ")[0]))
+    assert kpi.target is not None
+    goal = targets.goal(kpi)
+    assert goal is not None
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    hair = 1e-6 * max(1.0, abs(goal.value))
+    inside, outside = ((goal.value - hair, goal.value + hair) if goal.op == "<="
+                       else (goal.value + hair, goal.value - hair))
+    assert (colour(steps, goal.value), colour(steps, inside), colour(steps, outside)) == (
+        "green", "green", "red")
+    if goal.op == "<=":
+        assert colour(steps, 0) == "green"  # zero backlog, zero no-shows, zero wait
+
+
+def test_a_healthy_zero_backlog_is_green():
+    backlog = [p for _, p in TARGETED if p["description"].startswith(
+        catalog.get("sla_breach_backlog").id + " ")]
+    assert backlog
+    for panel in backlog:
+        assert colour(panel["fieldConfig"]["defaults"]["thresholds"]["steps"], 0) == "green"
+        assert colour(panel["fieldConfig"]["defaults"]["thresholds"]["steps"], 1) == "red"
 
 
 @pytest.mark.parametrize(("uid", "panel", "target"), QUERIES, ids=_ids(QUERIES))
