@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from collectors.data_flags import exclusion_samples, suspect_samples
+from collectors.load import load_families
 from collectors.store import Store
 from kpis import __version__, catalog, effective, names
 from kpis.catalog import Kpi
@@ -167,7 +168,7 @@ class CareKpiCollector(Collector):
                     took.add_metric([kpi, source, window], result.duration_seconds)
                     every.add_metric([kpi, source, window], stats.interval)
         yield from (kpi_up, last, took, every, errors, rows, available)
-        yield from _load(store)
+        yield from load_families(store.load)
         folded = CounterMetricFamily(names.LABEL_VALUES_FOLDED, "Label values folded into "
                                      "'other' past the label's cap.", labels=["label"])
         for label, count in sorted(store.caps.folded.items()):
@@ -176,25 +177,6 @@ class CareKpiCollector(Collector):
         info = InfoMetricFamily(names.BUILD_INFO, "CareKPI build information.")
         info.add_metric([], {"version": __version__})
         yield info
-
-
-def _load(store: Store) -> Iterator[Metric]:
-    """What the refreshes cost each source, per unit (client-measured)."""
-    labels = [names.SOURCE, names.UNIT]
-    seconds = CounterMetricFamily(names.SOURCE_QUERY_SECONDS, "Seconds spent in the source's "
-                                  "queries (measured by CareKPI, connect to end of transaction)"
-                                  " per refresh unit; rate(...) * 60 is database seconds per "
-                                  "minute.", labels=labels)
-    queries = CounterMetricFamily(names.SOURCE_QUERIES, "Queries run on the source per refresh "
-                                  "unit.", labels=labels)
-    rows = CounterMetricFamily(names.SOURCE_ROWS_READ, "Result rows the source returned per "
-                               "refresh unit (aggregates, not the rows it scanned).",
-                               labels=labels)
-    for (source, unit), load in sorted(store.load.totals().items()):
-        seconds.add_metric([source, unit], load.seconds)
-        queries.add_metric([source, unit], load.queries)
-        rows.add_metric([source, unit], load.rows)
-    yield from (seconds, queries, rows)
 
 
 def kpi_families(kpi: Kpi, results: list[KpiResult]) -> Iterator[Metric]:

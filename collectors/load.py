@@ -13,6 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from kpis import names
+
 
 @dataclass(frozen=True)
 class UnitLoad:
@@ -48,3 +52,22 @@ class LoadMeter:
     def totals(self) -> dict[tuple[str, str], UnitLoad]:
         with self._lock:
             return dict(self._totals)
+
+
+def load_families(meter: LoadMeter) -> Iterator[Metric]:
+    """What the refreshes cost each source, per unit (client-measured)."""
+    labels = [names.SOURCE, names.UNIT]
+    seconds = CounterMetricFamily(names.SOURCE_QUERY_SECONDS, "Seconds spent in the source's "
+                                  "queries (measured by CareKPI, connect to end of transaction)"
+                                  " per refresh unit; rate(...) * 60 is database seconds per "
+                                  "minute.", labels=labels)
+    queries = CounterMetricFamily(names.SOURCE_QUERIES, "Queries run on the source per refresh "
+                                  "unit.", labels=labels)
+    rows = CounterMetricFamily(names.SOURCE_ROWS_READ, "Result rows the source returned per "
+                               "refresh unit (aggregates, not the rows it scanned).",
+                               labels=labels)
+    for (source, unit), load in sorted(meter.totals().items()):
+        seconds.add_metric([source, unit], load.seconds)
+        queries.add_metric([source, unit], load.queries)
+        rows.add_metric([source, unit], load.rows)
+    yield from (seconds, queries, rows)

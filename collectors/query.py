@@ -36,16 +36,22 @@ _PIPELINED_SUBQUERIES = ("postgresql", "sqlite")
 class _Column:
     plan: int
     measure: int
-    part: str  # "n" (count), "sum", "min" or "max"; bucket counts are keyed "b<i>" decoded
+    part: str  # "n" (count), "sum", "min", "max" or "le<i>"; bucket counts "b<i>" decoded
 
 
-def _row_values(plans: list[Plan]) -> dict[str, ColumnElement[Any]]:
+Parts = dict[tuple[int, int, str], Any]  # (plan, measure, part) -> value (None: no min/max)
+ROWS = (-1, -1, "rows")  # the rows of a slot, counted or not (a label set exists with any)
+
+
+def _row_values(plans: list[Plan], slot: ColumnElement[Any] | None
+                ) -> dict[str, ColumnElement[Any]]:
     """Per-row expressions: labels, slot, and each measure's condition and value."""
     first = plans[0]
     values: dict[str, ColumnElement[Any]] = {
         f"d{i}": expr for i, (_, expr) in enumerate(first.dims)}
-    values["slot"] = sa.case(*((in_window, sa.literal_column(str(i), sa.Integer())) for
-                               i, (_, in_window) in enumerate(first.windows)), else_=sa.null())
+    values["slot"] = slot if slot is not None else sa.case(
+        *((in_window, sa.literal_column(str(i), sa.Integer())) for
+          i, (_, in_window) in enumerate(first.windows)), else_=sa.null())
     for p, plan in enumerate(plans):
         for m, measure in enumerate(plan.measures):
             values[f"f{p}_{m}"] = measure.when
@@ -61,14 +67,29 @@ def _fenced(plans: list[Plan], dialect: str) -> bool:
     return dialect in _PIPELINED_SUBQUERIES and any(m.value is not None for m in measures)
 
 
-def compose(plans: list[Plan], dialect: str = "postgresql") -> tuple[Select[Any], list[_Column]]:
+class Layout(list[_Column]):
+    """The aggregate columns after the grouping keys and the row count; ``grouped``: the
+    histogram read by its bucket key (the others are counted per bound)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.grouped: list[tuple[int, int]] = []
+
+
+def compose(plans: list[Plan], dialect: str = "postgresql",
+            slot: ColumnElement[Any] | None = None) -> tuple[Select[Any], Layout]:
     """One SELECT for plans sharing entity, row predicate, windows and labels.
 
-    Grouped by labels, slot and each histogram's bucket index (NULL for a row the histogram
-    does not count): a histogram costs one grouping key and one sum, not a count per bound.
+    Grouped by labels, slot and, for a unit with one histogram, its bucket index (NULL for a
+    row the histogram does not count): the histogram costs one grouping key and one sum, not a
+    count per bound. Two or more histograms are counted per bound: their bucket keys would
+    multiply each other's groups (measured at 1M appointments, three histograms: a sort
+    spilling to disk, or with PostgreSQL grouping sets and a larger work_mem no faster than
+    the counts per bound). The slot is the innermost window holding the row, or ``slot`` (the
+    backfill's time slots).
     """
     first = plans[0]
-    values = _row_values(plans)
+    values = _row_values(plans, slot)
     fenced = _fenced(plans, dialect)
     if fenced:
         inner = (sa.select(*(expr.label(name) for name, expr in values.items()))
@@ -77,9 +98,13 @@ def compose(plans: list[Plan], dialect: str = "postgresql") -> tuple[Select[Any]
         ref: dict[str, ColumnElement[Any]] = {name: inner.c[name] for name in values}
     else:
         ref = values
-    keys: list[ColumnElement[Any]] = [ref[f"d{i}"].label(f"d{i}") for i in range(len(first.dims))]
-    keys.append(ref["slot"].label("slot"))
-    layout: list[_Column] = []
+    layout = Layout()
+    histograms = _histograms(plans)
+    if len(histograms) == 1:
+        layout.grouped = histograms
+    base = [ref[f"d{i}"].label(f"d{i}") for i in range(len(first.dims))]
+    base.append(ref["slot"].label("slot"))
+    buckets: list[ColumnElement[Any]] = []
     aggregates: list[ColumnElement[Any]] = [sa.func.count().label("rows")]
     for p, plan in enumerate(plans):
         for m, measure in enumerate(plan.measures):
@@ -90,11 +115,17 @@ def compose(plans: list[Plan], dialect: str = "postgresql") -> tuple[Select[Any]
                 continue
             value = ref[f"v{p}_{m}"]
             counted = sa.and_(when, value >= number(0))
-            if measure.buckets:
-                keys.append(sa.case((counted, bucket_index(value, measure.buckets)),
-                                    else_=sa.null()).label(f"b{p}_{m}"))
+            if (p, m) in layout.grouped:
+                buckets.append(sa.case((counted, bucket_index(value, measure.buckets)),
+                                       else_=sa.null()))
                 layout.append(_Column(p, m, "sum"))
                 aggregates.append(sum_if(counted, value))
+            elif measure.buckets:
+                layout += [_Column(p, m, "n"), _Column(p, m, "sum")]
+                aggregates += [count_if(counted), sum_if(counted, value)]
+                for b, bound in enumerate(measure.buckets):
+                    layout.append(_Column(p, m, f"le{b}"))
+                    aggregates.append(count_if(sa.and_(counted, value <= number(bound))))
             else:  # a value measured only for its spread
                 layout.append(_Column(p, m, "n"))
                 aggregates.append(count_if(counted))
@@ -102,68 +133,81 @@ def compose(plans: list[Plan], dialect: str = "postgresql") -> tuple[Select[Any]
             layout += [_Column(p, m, "min"), _Column(p, m, "max")]
             aggregates += [sa.func.min(sa.case((counted, value), else_=sa.null())),
                            sa.func.max(sa.case((counted, value), else_=sa.null()))]
+    keys = [*base, *(b.label(f"b{i}") for i, b in enumerate(buckets))]
     query = sa.select(*keys, *aggregates)
     query = query.select_from(inner) if fenced else query.select_from(first.entity.from_).where(
         first.where)
-    query = query.group_by(*(sa.literal_column(str(i + 1)) for i in range(len(keys))))
-    return query, layout
+    return query.group_by(*(sa.literal_column(str(i + 1)) for i in range(len(keys)))), layout
 
 
 def _histograms(plans: list[Plan]) -> list[tuple[int, int]]:
-    """(plan, measure) of each histogram, in the order of their bucket keys."""
+    """(plan, measure) of each histogram."""
     return [(p, m) for p, plan in enumerate(plans) for m, measure in enumerate(plan.measures)
             if measure.value is not None and measure.buckets]
 
 
-def decode(plans: list[Plan], layout: list[_Column], rows: Sequence[Any]) -> list[list[Cell]]:
-    """Cells per plan, one per (labels, window): running sums over the slots, with each
-    histogram's bucket counts accumulated from its groups."""
-    first = plans[0]
-    ndims = len(first.dims)
-    histograms = _histograms(plans)
-    nkeys = ndims + 1 + len(histograms)
-    by_slot: dict[tuple[Any, ...], dict[int, dict[tuple[int, int, str], Any]]] = defaultdict(
-        dict)
+def slot_parts(plans: list[Plan], layout: Layout, rows: Sequence[Any]
+               ) -> dict[tuple[str, ...], dict[int, Parts]]:
+    """Label values -> slot -> the slot's parts: the grouped histogram's bucket counts
+    accumulated from its groups ("b<i>"), the others' counts per bound ("le<i>")."""
+    ndims = len(plans[0].dims)
+    grouped = layout.grouped
+    nkeys = ndims + 1 + len(grouped)
+    by_slot: dict[tuple[str, ...], dict[int, Parts]] = defaultdict(dict)
     for row in rows:
         slot = row[ndims]
         if slot is None:
             continue
         dims = tuple(_label_value(v) for v in row[:ndims])
-        parts = by_slot[dims].setdefault(int(slot), defaultdict(float))
+        parts = by_slot[dims].setdefault(int(slot), {})
         count = float(row[nkeys])
-        for (p, m), bucket in zip(histograms, row[ndims + 1:nkeys], strict=True):
+        values = row[nkeys + 1:nkeys + 1 + len(layout)]
+        parts[ROWS] = parts.get(ROWS, 0.0) + count
+        for (p, m), bucket in zip(grouped, row[ndims + 1:nkeys], strict=True):
             if bucket is not None:
-                parts[(p, m, f"b{int(bucket)}")] += count
-        for c, v in zip(layout, row[nkeys + 1:], strict=True):
+                key = (p, m, f"b{int(bucket)}")
+                parts[key] = parts.get(key, 0.0) + count
+        for c, v in zip(layout, values, strict=True):
             key = (c.plan, c.measure, c.part)
-            parts[key] = _combine(c.part, parts.get(key), v)
+            parts[key] = combine(c.part, parts.get(key), v)
+    return by_slot
+
+
+def decode(plans: list[Plan], layout: Layout, rows: Sequence[Any]) -> list[list[Cell]]:
+    """Cells per plan, one per (labels, window): running sums over the slots."""
+    first = plans[0]
     out: list[list[Cell]] = [[] for _ in plans]
-    for dims, slots in by_slot.items():
+    for dims, slots in slot_parts(plans, layout, rows).items():
         labels = tuple(zip((name for name, _ in first.dims), dims, strict=True))
-        running: dict[tuple[int, int, str], Any] = {}
+        running: Parts = {}
         for w, (window, _) in enumerate(first.windows):
             for key, value in slots.get(w, {}).items():
-                running[key] = _combine(key[2], running.get(key), value)
+                running[key] = combine(key[2], running.get(key), value)
             cell_labels = labels + ((("window", window),) if window else ())
-            for p, plan in enumerate(plans):
-                out[p].append(_cell(p, plan, cell_labels, running))
+            out_cells = cells(plans, cell_labels, running)
+            for p in range(len(plans)):
+                out[p].append(out_cells[p])
     return out
 
 
-_EXTREMES = ("min", "max")
+EXTREMES = ("min", "max")
 
 
-def _combine(part: str, before: Any, value: Any) -> Any:
+def combine(part: str, before: Any, value: Any) -> Any:
     """Sums over groups and slots; extremes for min and max (None: no value yet)."""
-    if part not in _EXTREMES:
+    if part not in EXTREMES:
         return (before or 0.0) + float(value or 0)
     if before is None or value is None:
         return value if before is None else before
     return min(before, value) if part == "min" else max(before, value)
 
 
-def _cell(p: int, plan: Plan, labels: tuple[tuple[str, str], ...],
-          parts: dict[tuple[int, int, str], Any]) -> Cell:
+def cells(plans: list[Plan], labels: tuple[tuple[str, str], ...], parts: Parts) -> list[Cell]:
+    """One cell per plan from the summed parts of one label set and window."""
+    return [_cell(p, plan, labels, parts) for p, plan in enumerate(plans)]
+
+
+def _cell(p: int, plan: Plan, labels: tuple[tuple[str, str], ...], parts: Parts) -> Cell:
     counts: dict[str, float] = {}
     histogram = spread = None
     for m, measure in enumerate(plan.measures):
@@ -175,9 +219,14 @@ def _cell(p: int, plan: Plan, labels: tuple[tuple[str, str], ...],
         if not measure.buckets:
             spread = spread or Spread(int(parts.get((p, m, "n"), 0)), low, high)
             continue
-        per_bucket = [int(parts.get((p, m, f"b{b}"), 0)) for b in range(len(measure.buckets) + 1)]
-        cumulative = tuple(accumulate(per_bucket[:-1]))
-        histogram = Histogram(measure.buckets, cumulative, sum(per_bucket),
+        bounds = range(len(measure.buckets))
+        if (p, m, "n") in parts:  # counted per bound
+            cumulative = tuple(int(parts.get((p, m, f"le{b}"), 0)) for b in bounds)
+            count = int(parts[(p, m, "n")])
+        else:
+            per_bucket = [int(parts.get((p, m, f"b{b}"), 0)) for b in range(len(bounds) + 1)]
+            cumulative, count = tuple(accumulate(per_bucket[:-1])), sum(per_bucket)
+        histogram = Histogram(measure.buckets, cumulative, count,
                               round(parts.get((p, m, "sum"), 0.0), 3))
         spread = spread or Spread(histogram.count, low, high)
     return Cell(labels, counts, histogram, spread)

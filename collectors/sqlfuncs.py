@@ -186,3 +186,33 @@ def _case_bucket(element: BucketIndex, compiler: Any, **kw: Any) -> str:
 
 def bucket_index(value: ColumnElement[Any], bounds: tuple[float, ...]) -> ColumnElement[int]:
     return BucketIndex(value, bounds)
+
+
+class FloorDiv(FunctionElement[int]):
+    """``floor(value / size)`` for a non-negative value: a time slot's index."""
+
+    type = sa.Integer()
+    inherit_cache = False
+    name = "floor_div"
+
+    def __init__(self, value: ColumnElement[Any], size: float) -> None:
+        super().__init__(value)
+        self.size = size
+
+
+@compiles(FloorDiv, "postgresql")
+@compiles(FloorDiv, "mysql")
+@compiles(FloorDiv, "mariadb")
+def _floor_div(element: FloorDiv, compiler: Any, **kw: Any) -> str:
+    (value,) = list(element.clauses)
+    return f"FLOOR(({compiler.process(value, **kw)}) / {float(element.size)!r})"
+
+
+@compiles(FloorDiv)
+def _sqlite_floor_div(element: FloorDiv, compiler: Any, **kw: Any) -> str:
+    (value,) = list(element.clauses)  # CAST truncates: the floor of a non-negative value
+    return f"CAST(({compiler.process(value, **kw)}) / {float(element.size)!r} AS INTEGER)"
+
+
+def floor_div(value: ColumnElement[Any], size: float) -> ColumnElement[int]:
+    return FloorDiv(value, size)

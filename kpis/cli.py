@@ -11,8 +11,8 @@ import click
 
 from alerts import commands as alerts_commands
 from checks import commands as checks_commands
+from collectors import backfill_commands, deploy_commands
 from collectors import commands as collectors_commands
-from collectors import deploy_commands
 from dashboards import commands as dashboards_commands
 from kpis import __version__
 from kpis import commands as kpis_commands
@@ -38,6 +38,7 @@ main.add_command(kpis_commands.kpis)
 main.add_command(kpis_commands.config_group)
 main.add_command(kpis_commands.generate_command(
     [alerts_commands.write_committed, dashboards_commands.write_committed]))
+main.add_command(backfill_commands.backfill_command)
 for _group in (alerts_commands.alerts_group, dashboards_commands.dashboards_group,
                checks_commands.checks_group, deploy_commands.deploy_group):
     main.add_command(_group)

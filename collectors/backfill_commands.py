@@ -1,0 +1,196 @@
+"""``carekpi backfill``: KPI history into Prometheus, as the exporter would have seen it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kpis.errors import CareKPIError
+
+CHECKPOINT_SECONDS = 10.0
+
+
+def _moment(value: str, option: str) -> datetime:
+    if value == "now":
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CareKPIError(f"{option} {value!r}: expected an ISO 8601 time such as "
+                           "2026-03-01T00:00:00Z, a date, or now") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _aligned(moment: datetime, step: float, up: bool) -> datetime:
+    """The nearest multiple of ``step`` since the epoch (dashboards query at such steps)."""
+    seconds = moment.timestamp()
+    n = -(-seconds // step) if up else seconds // step
+    return datetime.fromtimestamp(n * step, UTC)
+
+
+@click.command("backfill")
+@click.option("--config", "config_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Path to carekpi.yaml.")
+@click.option("--start", help="First instant (ISO 8601 or a date); default: the oldest "
+                              "record the sources hold.")
+@click.option("--end", default="now", show_default=True, help="Last instant (ISO 8601 or now).")
+@click.option("--step", default="1h", show_default=True,
+              help="Between instants; at most the smallest window, and dividing every window.")
+@click.option("--tsdb", "tsdb", type=click.Path(file_okay=False, path_type=Path),
+              help="Write Prometheus TSDB blocks into this folder (promtool).")
+@click.option("--openmetrics", "openmetrics", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the OpenMetrics text (with timestamps) to this file.")
+@click.option("--rules", is_flag=True,
+              help="With --tsdb: also blocks of the recording rules over the same range.")
+@click.option("--rules-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The recording rules for --rules (default: built from --config as "
+                   "`carekpi alerts build` does).")
+def backfill_command(config_path: Path, start: str | None, end: str, step: str,
+                     tsdb: Path | None, openmetrics: Path | None, rules: bool,
+                     rules_file: Path | None) -> None:
+    """Compute every KPI at each instant from --start to --end, exactly as `carekpi collect
+    --once --as-of` would, and write it as TSDB blocks or OpenMetrics text.
+
+    \b
+    Reads each entity once over the whole range where the KPI allows it (see README:
+    History). Interrupted? Run the same command again: it resumes without duplicates.
+    """
+    from kpis import config as config_module
+    from kpis.durations import parse as parse_duration
+
+    if (tsdb is None) == (openmetrics is None):
+        raise CareKPIError("give exactly one of --tsdb DIR or --openmetrics FILE")
+    if rules and tsdb is None:
+        raise CareKPIError("--rules needs --tsdb (rules are evaluated on the raw blocks)")
+    try:
+        step_seconds = parse_duration(step).seconds
+    except ValueError as exc:
+        raise CareKPIError(f"--step {step!r}: {exc}") from None
+    config = config_module.load(config_path)
+    output = tsdb if tsdb is not None else openmetrics
+    assert output is not None
+    options = {"config": hashlib.sha256(config_path.read_bytes()).hexdigest()[:16],
+               "start": start or "oldest", "end": end, "step": step_seconds,
+               "output": "tsdb" if tsdb is not None else "openmetrics", "rules": rules}
+    _run(config, config_path, options, output, step_seconds, rules, rules_file)
+
+
+def _run(config: Any, config_path: Path, options: dict[str, Any], output: Path, step: float,
+         rules: bool, rules_file: Path | None) -> None:
+    from collectors import history
+    from collectors.backfill import Backfill, check
+    from kpis.db.engines import create_all as create_engines
+
+    state = history.state_folder(output)
+    writer = history.HistoryWriter(state, options)
+    if writer.complete:
+        click.echo(f"carekpi: {output} is already complete ({writer.samples:,} samples); "
+                   f"remove {state} to backfill it again", err=True)
+        return
+    engines = create_engines(config)
+    try:
+        grid = _grid(config, engines, state, options, step)
+        check(config, grid)
+        backfill = Backfill(config, engines, grid, first=writer.done)
+        _write(backfill, writer)
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    writer.close()
+    if options["output"] == "openmetrics":
+        writer.assemble(output)
+        click.echo(f"carekpi: {writer.samples:,} samples at {grid.count:,} instants -> "
+                   f"{output}", err=True)
+    else:
+        work = history.scratch(state)
+        text = work / "history.om"
+        writer.assemble(text)
+        names = history.make_blocks(text, output, work)
+        if rules:
+            files = [rules_file] if rules_file else [_built_rules(config_path, work)]
+            names += history.make_rule_blocks(output, names, files, grid.start.timestamp(),
+                                              grid.end.timestamp(), step, output, work)
+        shutil.rmtree(work, ignore_errors=True)
+        click.echo(f"carekpi: {writer.samples:,} samples at {grid.count:,} instants -> "
+                   f"{len(names)} blocks in {output}", err=True)
+    writer.checkpoint(writer.done, complete=True)
+
+
+def _grid(config: Any, engines: Any, state: Path, options: dict[str, Any], step: float) -> Any:
+    """The instants, resolved once (``now`` and the oldest record) and kept for a resume."""
+    from collectors.backfill import Grid, oldest
+
+    saved = state / "grid.json"
+    if saved.exists():
+        data = json.loads(saved.read_text())
+        return Grid(datetime.fromisoformat(data["start"]), datetime.fromisoformat(data["end"]),
+                    step)
+    end = _aligned(_moment(options["end"], "--end"), step, up=False)
+    if options["start"] == "oldest":
+        first = oldest(config, engines)
+        if first is None:
+            raise CareKPIError("the sources hold no record to start from; give --start")
+    else:
+        first = _moment(options["start"], "--start")
+    grid = Grid(_aligned(first, step, up=True), end, step)
+    if grid.end >= grid.start:
+        saved.write_text(json.dumps({"start": grid.start.isoformat(),
+                                     "end": grid.end.isoformat()}))
+    elif options["start"] != "oldest":
+        raise CareKPIError(f"--end {options['end']} is before --start {options['start']}")
+    return grid
+
+
+def _write(backfill: Any, writer: Any) -> None:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from collectors.history import history_families
+    from collectors.store import Store
+
+    columns = (TextColumn("backfill"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("instants, {task.fields[samples]:,} samples"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    done, last = writer.done, time.monotonic()
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("backfill", total=backfill.grid.count, completed=done,
+                                 samples=writer.samples)
+        for k in range(backfill.count):
+            results = backfill.results(k)
+            store = Store(backfill.config)
+            store.put(results, 0.0)
+            instant = backfill.instant(k)
+            writer.add(history_families(store), instant.timestamp())
+            progress.update(task, advance=1, samples=writer.samples)
+            if time.monotonic() - last > CHECKPOINT_SECONDS:
+                writer.checkpoint(done + k + 1)
+                last = time.monotonic()
+        writer.checkpoint(done + backfill.count)
+
+
+def _built_rules(config_path: Path, work: Path) -> Path:
+    """The recording rules for this config, as `carekpi alerts build` writes them."""
+    out = work / "rules"
+    done = subprocess.run([sys.executable, "-m", "kpis", "alerts", "build", "--config",
+                           str(config_path), "--out", str(out)], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise CareKPIError(f"building the recording rules failed: "
+                           f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return out / "recording.yaml"

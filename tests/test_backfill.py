@@ -1,0 +1,161 @@
+"""Backfill: every instant's series equal `collect --once --as-of` at that instant."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from collectors import evaluate
+from collectors.backfill import SLOTTED, Backfill, BackfillError, Grid
+from kpis import config as config_module
+from kpis.db.engines import create_all as create_engines
+from tests import known_data
+
+# Known data sits around 2026-03-02; New York's clocks go forward on 2026-03-08 at 02:00.
+START = datetime(2026, 2, 27, 0, tzinfo=UTC)
+END = datetime(2026, 3, 9, 12, tzinfo=UTC)
+DST_CHANGE = datetime(2026, 3, 8, 7, tzinfo=UTC)  # 03:00 EDT, the first instant after it
+
+
+def zoned(url: str) -> config_module.Config:
+    """The known mapping, its naive timestamps read as New York time."""
+    data = known_data.config(url)
+    for entity in data["entities"].values():
+        entity["timezone"] = "America/New_York"
+    return config_module.parse(data, "known.yaml")
+
+
+@pytest.fixture(scope="module")
+def loaded(module_db_url: str) -> str:
+    known_data.load(module_db_url)
+    return module_db_url
+
+
+def snapshot(results: list[Any]) -> dict[tuple[Any, ...], Any]:
+    return {(r.kpi.key, r.source, c.labels): (dict(c.counts), c.histogram)
+            for r in results if r.ok for c in r.cells}
+
+
+def test_every_series_equals_collect_as_of_at_random_instants(loaded: str) -> None:
+    config = zoned(loaded)
+    engines = create_engines(config)
+    try:
+        backfill = Backfill(config, engines, Grid(START, END, 3600.0))
+        as_of = known_data.AS_OF
+        picks = {int((as_of - START).total_seconds() // 3600),  # the data's own instant
+                 int((DST_CHANGE - START).total_seconds() // 3600) - 1,  # around the change
+                 int((DST_CHANGE - START).total_seconds() // 3600),
+                 # a window boundary: as_of + 1d, when the 1d window has just left the data
+                 int((as_of + timedelta(days=1) - START).total_seconds() // 3600),
+                 *random.Random(18).sample(range(backfill.count), 4)}
+        compared = 0
+        for k in sorted(picks):
+            instant = backfill.instant(k)
+            got = snapshot(backfill.results(k))
+            expected = snapshot(evaluate.evaluate(config, engines, instant))
+            assert got == expected, f"at {instant}"
+            compared += sum(1 for key in expected if key[0] in SLOTTED)
+        assert compared > 100  # the one-pass KPIs had cells to compare
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+
+
+@pytest.mark.parametrize(("grid", "expected"), [
+    (Grid(END, START, 3600.0), "--end 2026-02-27T00:00:00Z is before --start 2026-03-09T12:00"),
+    (Grid(START, END, 7200.0), "--step 2h is longer than the smallest window (1h)"),
+    (Grid(START, END, 2400.0), "--step 40m does not divide the 1h window"),
+])
+def test_a_grid_the_slots_cannot_serve_is_refused(grid: Grid, expected: str) -> None:
+    config = config_module.parse(known_data.config("sqlite://"), "known.yaml")
+    with pytest.raises(BackfillError) as error:
+        Backfill(config, {}, grid)
+    assert str(error.value).startswith(expected)
+
+
+def carekpi(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kpis", *args], capture_output=True,
+                          text=True, check=False, timeout=600)
+
+
+@pytest.fixture
+def known_config(tmp_path: Path) -> Path:
+    url = f"sqlite:///{tmp_path}/known.db"
+    known_data.load(url)
+    path = tmp_path / "carekpi.yaml"
+    path.write_text(yaml.safe_dump(known_data.config(url)))
+    return path
+
+
+def test_openmetrics_output_resumes_without_duplicates(known_config: Path, tmp_path: Path
+                                                       ) -> None:
+    out = tmp_path / "history.om"
+    args = ("backfill", "--config", str(known_config), "--start", "2026-03-02T00:00:00Z",
+            "--end", "2026-03-02T12:00:00Z", "--step", "1h", "--openmetrics", str(out))
+    whole = carekpi(*args)
+    assert whole.returncode == 0, whole.stderr
+    first = out.read_text()
+    assert first.endswith("# EOF\n")
+    series = [x.split()[-2:] for x in first.splitlines() if x.startswith(
+        'carekpi_no_show_numerator{source="main",clinic="north",window="1d"}')]
+    assert len(series) == 13  # one sample per instant, in time order
+    assert series[-1] == ["1.0", "1772452800"]  # at 2026-03-02T12:00Z, as collect says
+    state = tmp_path / ".history.om.carekpi-backfill"
+    saved = json.loads((state / "state.json").read_text())
+    assert saved["complete"] and saved["done"] == 13
+    again = carekpi(*args)
+    assert again.returncode == 0 and "already complete" in again.stderr
+    # As if interrupted: the last checkpoint after 5 instants, half an instant written since.
+    cut, kept = 1772409600 + 5 * 3600, 0
+    for name in saved["meta"]:
+        part = state / "families" / f"{name}.txt"
+        text = part.read_text()
+        done = "".join(x for x in text.splitlines(keepends=True) if int(x.split()[-1]) < cut)
+        saved["lengths"][name] = len(done.encode())
+        kept += done.count("\n")
+        part.write_text(done + text[len(done):len(done) + 60])
+    saved.update(done=5, complete=False, samples=kept)
+    (state / "state.json").write_text(json.dumps(saved))
+    out.unlink()
+    resumed = carekpi(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert out.read_text() == first  # no sample lost, none twice
+
+
+def test_tsdb_blocks_made_by_promtool_hold_the_samples(known_config: Path, tmp_path: Path
+                                                       ) -> None:
+    blocks = tmp_path / "blocks"
+    done = carekpi("backfill", "--config", str(known_config), "--start", "2026-03-01",
+                   "--end", "2026-03-02T12:00:00Z", "--tsdb", str(blocks))
+    assert done.returncode == 0, done.stderr
+    made = [p for p in blocks.iterdir() if (p / "meta.json").exists()]
+    assert made
+    dump = subprocess.run(["promtool", "tsdb", "dump", "--min-time=1772452800000",
+                           "--max-time=1772452800000", str(blocks)],
+                          capture_output=True, text=True, check=True).stdout
+    assert ('{__name__="carekpi_no_show_numerator", clinic="north", source="main", '
+            'window="1d"} 1 1772452800000') in dump
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    (("--start", "2026-03-02", "--end", "2026-03-01"), "carekpi: --end 2026-03-01 is before "),
+    (("--start", "2026-03-02", "--step", "2h"), "carekpi: --step 2h is longer than the "),
+    (("--start", "yesterday"), "carekpi: --start 'yesterday': expected an ISO 8601 time"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(known_config: Path, tmp_path: Path,
+                                                          extra: tuple[str, ...],
+                                                          expected: str) -> None:
+    out = tmp_path / "history.om"
+    done = carekpi("backfill", "--config", str(known_config), "--openmetrics", str(out),
+                   "--end", "2026-03-03", *extra)
+    assert done.returncode == 2
+    assert done.stderr.startswith(expected) and done.stderr.count("\n") == 1
+    assert not out.exists()
