@@ -30,9 +30,24 @@ class Finding:
         return f"{self.level}: {self.where}: {self.message}"
 
 
-def check_live(config: Config, engines: dict[str, sa.Engine]) -> list[Finding]:
+def unreachable(config: Config, engines: dict[str, sa.Engine]) -> dict[str, str]:
+    """Source name -> why it cannot be connected to, for every source an entity uses."""
+    down: dict[str, str] = {}
+    for name in sorted({entity.source for entity in config.entities.values()}):
+        try:
+            engines[name].connect().close()
+        except sa.exc.DBAPIError as exc:
+            down[name] = describe_error(exc)
+    return down
+
+
+def check_live(config: Config, engines: dict[str, sa.Engine],
+               skip_sources: frozenset[str] = frozenset()) -> list[Finding]:
+    """Findings for every entity, except those of ``skip_sources`` (known to be down)."""
     findings: list[Finding] = []
     for name, entity in config.entities.items():
+        if entity.source in skip_sources:
+            continue
         mapped = MappedEntity(name, entity)
         where = f"entities.{name}"
         try:

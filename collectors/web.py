@@ -347,7 +347,8 @@ def start_server(registry: CollectorRegistry, bind: str, port: int,
         server = _Server((bind, port), family, _Handler)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise CareKPIError(f"port {port} on {bind or '0.0.0.0'} is already in use") from None
+            raise CareKPIError(f"port {port} on {bind or '0.0.0.0'} is already in use; "
+                               "choose another with --port") from None
         raise CareKPIError(f"cannot listen on {bind or '0.0.0.0'}:{port}: "
                            f"{exc.strerror or exc}") from None
     server.registry, server.routes, server.log_requests = registry, routes, log_requests

@@ -9,9 +9,12 @@ and connection failures become one-line :class:`CareKPIError` messages.
 from __future__ import annotations
 
 import re
+import socket
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from kpis.errors import CareKPIError
 
@@ -108,10 +111,40 @@ def _explain(exc: Exception, url: str) -> CareKPIError:
         }
         if status in reasons:
             return CareKPIError(f"{where}: {reasons[status]}")
-        if status == 0:
-            return CareKPIError(f"{where}: cannot connect: {_first_line(exc.message)}")
-        return CareKPIError(f"{where}: request failed ({status}): {_first_line(exc.message)}")
-    return CareKPIError(f"{where}: cannot connect: {_first_line(str(exc))}")
+        if status != 0:
+            return CareKPIError(f"{where}: request failed ({status}): "
+                                f"{_first_line(exc.message)}")
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return CareKPIError(f"{where}: cannot connect to {parts.hostname} port {port}: "
+                        f"{_reason(exc)}")
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection failed, in words (``connection refused``), from the exception chain
+    (HTTP libraries wrap the socket error in errors whose text is an object repr)."""
+    stack, seen = [exc], set()
+    while stack:
+        error = stack.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, socket.gaierror):
+            return f"host name not found ({error.strerror or 'no address'})"
+        if isinstance(error, ssl.SSLError):
+            return f"TLS failed ({error.reason or error.strerror or 'handshake'})"
+        if isinstance(error, TimeoutError | socket.timeout):
+            return "timed out"
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror[0].lower() + error.strerror[1:]
+        stack.extend(e for e in (error.__cause__, error.__context__,
+                                 getattr(error, "reason", None), *error.args)
+                     if isinstance(e, BaseException))
+    errno_text = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+    if errno_text:
+        return errno_text.group(1).strip().lower()
+    return {"ConnectTimeout": "timed out", "ReadTimeout": "timed out"}.get(
+        type(exc).__name__, f"{type(exc).__name__} (no details)")
 
 
 def _masked(url: str) -> str:

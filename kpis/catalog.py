@@ -13,9 +13,10 @@ from importlib import resources
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kpis import model
+from kpis.durations import format_seconds
 from kpis.errors import CatalogError
 
 Kind = Literal["proportion", "duration", "score", "backlog", "freshness"]
@@ -32,6 +33,11 @@ class Target(BaseModel):
     def met(self, value: float) -> bool:
         return value <= self.value if self.op == "<=" else value >= self.value
 
+    def text(self, unit: str) -> str:
+        """As a user reads and writes it: ``p50 <= 7d`` for seconds, ``ratio <= 0.1``."""
+        value = format_seconds(self.value) if unit == "s" else f"{self.value:g}"
+        return f"{self.stat} {self.op} {value}"
+
 
 class Kpi(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -47,6 +53,7 @@ class Kpi(BaseModel):
     optional_fields: tuple[str, ...] = ()  # used when mapped; OPTIONAL_EFFECT says otherwise
     dimensions: tuple[str, ...] = ()
     definition: str
+    reference: str = Field(min_length=1)  # where the definition comes from; FHIR elements
     target: Target | None = None
     buckets: tuple[float, ...] = ()
     min_volume: int = 0
@@ -67,6 +74,10 @@ class Kpi(BaseModel):
     def objective(self) -> str:
         """The key of the KPI whose objective this KPI's alerts belong to."""
         return self.objective_of or self.key
+
+    @property
+    def target_text(self) -> str:
+        return self.target.text(self.unit) if self.target else "trend only"
 
     @property
     def label_dimensions(self) -> tuple[str, ...]:

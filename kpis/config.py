@@ -29,6 +29,7 @@ from kpis.durations import Duration
 from kpis.durations import parse as parse_duration
 from kpis.errors import ConfigError
 from kpis.secrets import SecretError, mask_url, resolve
+from kpis.suggest import did_you_mean, keys_at
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 MAX_DURATION_SECONDS = 10 * 366 * 86400  # longer is a typo, and overflows datetime arithmetic
@@ -302,7 +303,8 @@ class Kpis(Strict):
             if key in ("windows", "calendar"):
                 continue
             if key not in known:
-                raise _Located(("kpis", key), "unknown KPI (see `carekpi kpis list`)")
+                hint = did_you_mean(str(key), [*known, "windows", "calendar"])
+                raise _Located(("kpis", key), f"unknown KPI{hint} (see `carekpi kpis list`)")
             try:
                 settings = KpiSettings.model_validate(section or {})
             except ValidationError as exc:
@@ -379,8 +381,8 @@ class Config(Strict):
     def _cross_references(self) -> Config:
         for name, entity in self.entities.items():
             if name not in model.ENTITIES:
-                raise _Located(("entities", name),
-                               f"unknown entity; one of {_names(model.ENTITIES)}")
+                raise _Located(("entities", name), "unknown entity"
+                               f"{_suggest(name, model.ENTITIES)}")
             if entity.source not in self.sources:
                 raise _Located(("entities", name, "source"),
                                f"unknown source {entity.source!r}; defined: {_names(self.sources)}")
@@ -388,7 +390,7 @@ class Config(Strict):
             for field_name in entity.fields:
                 if field_name not in known:
                     raise _Located(("entities", name, "fields", field_name),
-                                   f"not a field of {name}; one of {_names(known)}")
+                                   f"not a field of {name}{_suggest(field_name, known)}")
             for field_name, mapping in entity.codes.items():
                 _check_codes(name, field_name, mapping, known)
             _check_sql(name, entity, self.sources[entity.source], self.sql.allow_functions)
@@ -423,6 +425,11 @@ def _check_cadences(loc: tuple[str, ...], intervals: dict[Duration, Duration],
         problem = cadence.too_long(window.seconds, interval.seconds)
         if problem:
             raise _Located(where, problem)
+
+
+def _suggest(word: str, choices: Any) -> str:
+    """"; did you mean 'start'?" for a near miss, else the whole list."""
+    return did_you_mean(word, choices) or f"; one of {_names(choices)}"
 
 
 def _check_codes(entity: str, name: str, mapping: dict[str, list[Any]],
@@ -484,7 +491,10 @@ def _describe(error: Any, data: Any) -> tuple[str, str]:
     if isinstance(ctx_error, _Located):
         return ".".join(ctx_error.loc), str(ctx_error)
     if error.get("type") == "extra_forbidden":
-        message = "unknown key"
+        allowed = keys_at(Config, loc[:-1]) if loc else ()
+        shown = f"; one of {', '.join(allowed)}" if allowed else ""
+        message = f"unknown key{did_you_mean(loc[-1], allowed) or shown}" if loc else \
+            "unknown key"
     value = error.get("input")
     sensitive = any(p in ("url", "password") for p in loc)
     if isinstance(value, str | int | float | bool) and not sensitive and error.get("type") not in (

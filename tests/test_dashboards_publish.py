@@ -9,6 +9,7 @@ added), which is what makes the idempotence assertions meaningful. No live Grafa
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import threading
@@ -80,6 +81,13 @@ class FakeGrafana:
 
 @pytest.fixture
 def grafana() -> Iterator[tuple[FakeGrafana, str]]:
+    with running_grafana() as served:
+        yield served
+
+
+@contextlib.contextmanager
+def running_grafana() -> Iterator[tuple[FakeGrafana, str]]:
+    """A FakeGrafana answering on a loopback port: (fake, its root URL)."""
     fake = FakeGrafana()
 
     class Handler(BaseHTTPRequestHandler):
@@ -191,10 +199,22 @@ def test_http_errors_become_one_line_messages(grafana, setup, message):
     assert "\n" not in text and TOKEN not in text
 
 
-def test_connection_refused_is_a_one_line_error():
+def test_connection_refused_is_a_one_line_error_with_host_port_and_reason():
     port = free_port(19200, 19300)  # nothing listens there
-    with pytest.raises(CareKPIError, match=r"^Grafana at http://127\.0\.0\.1:\d+: cannot connect"):
+    with pytest.raises(CareKPIError) as caught:
         _publish(f"http://127.0.0.1:{port}")
+    assert str(caught.value) == (f"Grafana at http://127.0.0.1:{port}: cannot connect to "
+                                 f"127.0.0.1 port {port}: connection refused")
+
+
+def test_cli_publish_to_an_unreachable_server_prints_no_python_repr():
+    port = free_port(19200, 19300)
+    result = CliRunner().invoke(dashboards_group, ["publish", "--url", f"http://localhost:{port}",
+                                                   "--token", TOKEN])
+    assert result.exit_code == 2
+    assert result.output.strip().endswith(f"cannot connect to localhost port {port}: "
+                                          "connection refused"), result.output
+    assert "object at 0x" not in result.output and "<" not in result.output
 
 
 def test_missing_credentials_are_refused_before_any_request():

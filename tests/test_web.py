@@ -212,7 +212,8 @@ def test_port_in_use_is_a_one_line_error(registry):
         port = holder.getsockname()[1]
         with pytest.raises(CareKPIError) as caught:
             start_server(registry, "127.0.0.1", port, None)
-    assert str(caught.value) == f"port {port} on 127.0.0.1 is already in use"
+    assert str(caught.value) == (f"port {port} on 127.0.0.1 is already in use; "
+                                 "choose another with --port")
 
 
 def test_a_silent_client_does_not_block_others(serve, pki):

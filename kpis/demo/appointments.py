@@ -158,7 +158,10 @@ def _fill_status(world: World, row: Row, clinic: Clinic) -> None:
     cancel = _cancel_time(world, slot, booked) if rng.random() < chance else None
     _remind(world, row, cancel)
     if cancel is not None and cancel <= now:
-        row["appt_status"], row["cancelled_at"] = "CAN", cancel
+        # RSC "rescheduled" (the patient moved to another slot): a code the scheduling system
+        # added later, mapped to cancelled like CAN. Every tenth id, so no random draw changes.
+        code = "RSC" if row["appt_id"] % 10 == 0 else "CAN"
+        row["appt_status"], row["cancelled_at"] = code, cancel
         return
     if slot > now:
         u = rng.random()

@@ -15,9 +15,6 @@ from datetime import timedelta
 
 from kpis.demo.world import Row, World
 
-APPOINTMENT_CODES = ("SCH", "ARR", "CHK", "CMP", "CAN", "NOS", "ERR", "PND", "WL")
-UNKNOWN_STATUS = "RSC"  # "rescheduled", a code the scheduling system added later
-
 
 @dataclass(frozen=True)
 class DirtyRecord:
@@ -30,11 +27,7 @@ class DirtyRecord:
     where: str  # SQL predicate on the local table selecting exactly the defective rows
 
 
-_CODES = ", ".join(f"'{c}'" for c in APPOINTMENT_CODES)
 DIRTY_RECORDS: tuple[DirtyRecord, ...] = (
-    DirtyRecord("appointments", ("status",), "conformance", 3,
-                f"status code {UNKNOWN_STATUS!r} not in the status mapping", "appointment",
-                f"appt_status NOT IN ({_CODES})"),
     DirtyRecord("appointments", ("arrived", "provider_start"), "plausibility", 2,
                 "provider_start before arrived (check-in)", "appointment",
                 "provider_seen_at < checkin_at"),
@@ -50,10 +43,6 @@ DIRTY_RECORDS: tuple[DirtyRecord, ...] = (
                 "score 11 on a 0-10 scale", "survey_answer",
                 "scale = '0-10' AND (score < 0 OR score > 10)"),
 )
-
-
-def _unknown_status(row: Row) -> None:
-    row["appt_status"] = UNKNOWN_STATUS
 
 
 def _seen_before_checkin(row: Row) -> None:
@@ -89,7 +78,6 @@ def plant(world: World, tables: dict[str, list[Row]]) -> None:
                     and row["site_code"] is not None and low <= row["slot_start"] <= high)
 
     planters: tuple[Planter, ...] = (
-        ("appointment", "status", visit, 3, _unknown_status),
         ("appointment", "seen", visit, 2, _seen_before_checkin),
         ("appointment", "clinic", visit, 2, _no_clinic),
         ("appointment", "booked", visit, 2, _booked_after_start),

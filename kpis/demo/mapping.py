@@ -21,4 +21,6 @@ def config_yaml(url: str, *, now: datetime | None = None) -> str:
     holidays = ", ".join(d.isoformat() for d in holidays_between(first, last))
     template = (resources.files("kpis") / "demo" / "carekpi.yaml").read_text(encoding="utf-8")
     # JSON strings are valid YAML double-quoted scalars: any URL is quoted safely.
-    return template.replace("@URL@", json.dumps(url)).replace("@HOLIDAYS@", f"[{holidays}]")
+    return (template.replace("@URL@", json.dumps(url)).replace("@HOLIDAYS@", f"[{holidays}]")
+            .replace("@HISTORY_DAYS@", str(HISTORY_DAYS))
+            .replace("@FUTURE_DAYS@", str(FUTURE_DAYS)))

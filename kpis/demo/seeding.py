@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from kpis.demo import generator, incidents, schema
+from kpis.demo import database, generator, incidents, schema
 from kpis.demo.world import Row
 from kpis.errors import CareKPIError
 from kpis.secrets import mask_url
@@ -30,16 +30,15 @@ class SeedSummary:
     insert_seconds: float = 0.0
 
 
-def _error(action: str, url: str, exc: Exception) -> CareKPIError:
-    """A one-line message without SQL parameters (they hold the fake PHI columns)."""
-    orig = getattr(exc, "orig", None) or exc
+def _error(url: str, exc: Exception) -> CareKPIError:
+    """A one-line message without SQL parameters (they hold the fake PHI columns). Reading an
+    existing demo database is part of seeding one, so every failure says "cannot seed"."""
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.ArgumentError
                   | OSError | ModuleNotFoundError):
-        lines = str(orig).strip().splitlines() or [type(orig).__name__]
-        detail = lines[0][:200]
+        detail = database.first_line(exc)
     else:
-        detail = f"database error ({type(orig).__name__})"
-    return CareKPIError(f"cannot {action} demo database {mask_url(url)}: {detail}")
+        detail = f"database error ({type(getattr(exc, 'orig', None) or exc).__name__})"
+    return CareKPIError(f"cannot seed demo database {mask_url(url)}: {detail}")
 
 
 def _engine(url: str) -> sa.Engine:
@@ -72,6 +71,7 @@ def seed(url: str, *, now: datetime, incidents: Sequence[str] = (), seed: int = 
     try:
         engine = _engine(url)
         try:
+            _create_if_missing(engine)
             with engine.begin() as conn:  # one transaction: a failed seed leaves nothing half-done
                 schema.metadata.drop_all(conn, checkfirst=True)
                 schema.metadata.create_all(conn)
@@ -88,9 +88,19 @@ def seed(url: str, *, now: datetime, incidents: Sequence[str] = (), seed: int = 
         finally:
             engine.dispose()
     except (sa.exc.SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
-        raise _error("seed", url, exc) from None
+        raise _error(url, exc) from None
     return SeedSummary(mask_url(url), data.now, data.incidents, seed, data.counts(),
                        generated - started, time.perf_counter() - generated)
+
+
+def _create_if_missing(engine: sa.Engine) -> None:
+    """CREATE DATABASE when the server says the URL's database does not exist."""
+    try:
+        engine.connect().close()
+    except sa.exc.OperationalError as exc:
+        if not database.is_missing(engine.url, exc):
+            raise
+        database.create(engine.url)
 
 
 def existing(url: str) -> SeedSummary | None:
@@ -99,14 +109,20 @@ def existing(url: str) -> SeedSummary | None:
     try:
         parsed = sa.make_url(url)
     except (sa.exc.ArgumentError, ValueError) as exc:
-        raise _error("read", url, exc) from None
+        raise _error(url, exc) from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
             and not Path(parsed.database).exists():
         return None
     try:
         engine = _engine(url)
         try:
-            with engine.connect() as conn:
+            try:
+                connection = engine.connect()
+            except sa.exc.OperationalError as exc:
+                if database.is_missing(engine.url, exc):
+                    return None  # seeding creates it
+                raise
+            with connection as conn:
                 if not sa.inspect(conn).has_table(schema.demo_meta.name):
                     return None
                 pairs = conn.execute(sa.select(schema.demo_meta.c.meta_key,
@@ -119,7 +135,7 @@ def existing(url: str) -> SeedSummary | None:
         finally:
             engine.dispose()
     except (sa.exc.SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
-        raise _error("read", url, exc) from None
+        raise _error(url, exc) from None
     names = tuple(n for n in meta.get("incidents", "").split(",") if n)
     incidents.check(names)
     return SeedSummary(mask_url(url), datetime.fromisoformat(meta["now"]), names, int(meta["seed"]),
