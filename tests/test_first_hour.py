@@ -71,7 +71,8 @@ def test_an_unknown_key_gets_did_you_mean() -> None:
 def test_an_unknown_key_with_no_near_miss_lists_the_keys() -> None:
     message = _error({**CONFIG, "zzz": 1})
     assert message.startswith("carekpi.yaml: zzz: unknown key; one of version, sources, "
-                              "entities, kpis, labels, checks")
+                              "entities, kpis, labels, ")
+    assert "path" not in message  # the config's own bookkeeping is not a key
 
 
 def test_a_misspelt_nested_key_field_or_kpi_gets_did_you_mean() -> None:
