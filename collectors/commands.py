@@ -100,7 +100,8 @@ def commands(extra_collectors: ExtraCollectors) -> list[click.Command]:
 
 @click.command()
 @config_option
-@click.option("--once", is_flag=True, required=True, help="One evaluation, printed (required).")
+@click.option("--once", is_flag=True, hidden=True,
+              help="Accepted for old scripts: collect always evaluates once.")
 @click.option("--as-of", "as_of_text", help="Evaluate at this time (ISO 8601); default: now.")
 @click.option("--format", "fmt", type=click.Choice(["json", "prometheus"]), default="json",
               show_default=True)
@@ -120,7 +121,7 @@ def collect(config_path: str, once: bool, as_of_text: str | None, fmt: str,
 
     \b
     Example (the same numbers on every run):
-      carekpi collect --once --config carekpi.yaml --as-of 2026-03-01T00:00:00Z
+      carekpi collect --config carekpi.yaml --as-of 2026-03-01T00:00:00Z
     """
     setup_logging(log_level)
     from collectors import evaluate
@@ -180,18 +181,22 @@ def config_validate(config_path: str, offline: bool, strict: bool) -> None:
       carekpi config validate --config carekpi.yaml
     """
     config = config_module.load(config_path)
-    click.echo(f"{config_path}: valid ({len(config.sources)} sources, "
-               f"{len(config.entities)} entities)")
-    for note in _unchecked_sql(config):
-        click.echo(f"{config_path}: warning: {note}", err=True)
     if offline:
+        _valid(config_path, config)
         return
-    from collectors.validate import check_live
+    from collectors.validate import check_live, unreachable
     from kpis.db import engines, privileges
 
     with engines.opened(config) as opened:
+        down = unreachable(config, opened)
+        if down:  # one line for the whole file, not one per entity
+            reasons = [why if len(config.sources) == 1 else f"source {name}: {why}"
+                       for name, why in down.items()]
+            raise CareKPIError(f"{config_path}: valid file; database unreachable: "
+                               f"{'; '.join(reasons)}")
         findings = check_live(config, opened)
         risks, unknown = privileges.risks(config, opened)
+    _valid(config_path, config)
     for finding in findings:
         click.echo(f"{config_path}: {finding}", err=finding.level == "error")
     for line in [*map(_risk_line, risks), *unknown]:
@@ -230,6 +235,13 @@ def _unchecked_sql(config: config_module.Config) -> list[str]:
     """The functions the operator let through the SQL guard (sql.allow_functions)."""
     return [f"sql.allow_functions: {name}() runs without CareKPI's read-only check (vetted by "
             "you)" for name in config.sql.allow_functions]
+
+
+def _valid(config_path: str, config: config_module.Config) -> None:
+    click.echo(f"{config_path}: valid ({len(config.sources)} sources, "
+               f"{len(config.entities)} entities)")
+    for note in _unchecked_sql(config):
+        click.echo(f"{config_path}: warning: {note}", err=True)
 
 
 def prometheus_text(store: Any, results: list[Any]) -> str:
@@ -283,6 +295,7 @@ def _demo_config(url: str | None, incidents: tuple[str, ...], list_incidents: bo
     import yaml
 
     from kpis import demo as demo_data
+    from kpis.demo.world import FUTURE_DAYS, HISTORY_DAYS
     from kpis.durations import parse as parse_duration
 
     if list_incidents:
@@ -296,7 +309,8 @@ def _demo_config(url: str | None, incidents: tuple[str, ...], list_incidents: bo
     summary = None if reseed else demo_data.existing(url)
     if summary is None or sorted(summary.incidents) != sorted(incidents) or (
             now - summary.now).total_seconds() > DEMO_REUSE_SECONDS:
-        click.echo("carekpi demo: seeding 90 days of synthetic data ...", err=True)
+        click.echo(f"carekpi demo: seeding {HISTORY_DAYS} days of synthetic data (and "
+                   f"{FUTURE_DAYS} days of bookings ahead) ...", err=True)
         summary = demo_data.seed(url, now=now, incidents=incidents)
     text = demo_data.config_yaml(url)
     if config_out:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from kpis import model
 from kpis.config import Config
 from kpis.db.entity import MappedEntity
-from kpis.db.errors import describe, probe_mapping
+from kpis.db.errors import describe, ping, probe_mapping, scrub
 
 _CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,16}$")
 
@@ -35,9 +35,9 @@ def unreachable(config: Config, engines: dict[str, sa.Engine]) -> dict[str, str]
     down: dict[str, str] = {}
     for name in sorted({entity.source for entity in config.entities.values()}):
         try:
-            engines[name].connect().close()
+            ping(engines[name])
         except sa.exc.DBAPIError as exc:
-            down[name] = describe_error(exc)
+            down[name] = scrub(exc)
     return down
 
 

@@ -81,7 +81,21 @@ def as_of(value: str | None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-config_option = click.option("--config", "config_path", required=True,
+NO_CONFIG = ("missing --config carekpi.yaml, the file that maps your database to the KPIs: "
+             "write a worked example with `carekpi demo --seed-only --config-out carekpi.yaml`, "
+             "or follow README.md, section \"Point it at your database\"")
+
+
+class ConfigOption(click.Option):
+    """``--config``, required; without it, the error says where a config comes from."""
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        if self.value_is_missing(value) and not ctx.resilient_parsing:
+            raise click.UsageError(NO_CONFIG, ctx)
+        return super().process_value(ctx, value)
+
+
+config_option = click.option("--config", "config_path", cls=ConfigOption, required=True,
                              type=click.Path(dir_okay=False), help="Path to carekpi.yaml.")
 log_option = click.option("--log-level", default="warning", show_default=True,
                           type=click.Choice(["debug", "info", "warning", "error"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,10 +23,6 @@ def kpis() -> None:
     """The KPI catalog."""
 
 
-def _target_text(k: catalog.Kpi) -> str:
-    return f"{k.target.stat} {k.target.op} {k.target.value:g}" if k.target else "trend only"
-
-
 @kpis.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def kpis_list(as_json: bool) -> None:
@@ -34,8 +31,9 @@ def kpis_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([k.model_dump(mode="json") for k in items], indent=2))
         return
+    click.echo(f"{'ID':<3} {'KEY':<26} {'KIND':<10} {'ENTITY':<18} TARGET")
     for k in items:
-        click.echo(f"{k.id:<3} {k.key:<26} {k.kind:<10} {k.entity:<18} {_target_text(k)}")
+        click.echo(f"{k.id:<3} {k.key:<26} {k.kind:<10} {k.entity:<18} {k.target_text}")
 
 
 @kpis.command("show")
@@ -57,7 +55,8 @@ def kpis_show(ref: str) -> None:
     if derived:
         click.echo(f"split by:        {', '.join(derived)}")
     click.echo("unavailable:     when a required field is not mapped (reported with the reason)")
-    click.echo(f"default target:  {_target_text(k)}\nsource:          KPIS.md {k.id}")
+    click.echo(f"default target:  {k.target_text}")
+    click.echo("reference:       " + textwrap.fill(k.reference, 100, subsequent_indent=" " * 17))
 
 
 @click.group("config", cls=Group)

@@ -36,7 +36,8 @@ def test_alerts_build_with_a_bad_config_is_one_line_in_a_real_process(tmp_path: 
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stdout == ""
-    assert done.stderr == (f"carekpi: {bad}: sources.main.refresh_intervl: unknown key\n")
+    assert done.stderr == (f"carekpi: {bad}: sources.main.refresh_intervl: unknown key; "
+                           "did you mean 'refresh_interval'?\n")
 
 
 @pytest.mark.parametrize("command", [
@@ -52,7 +53,8 @@ def test_every_command_reports_a_bad_config_in_one_line(command: list[str], tmp_
     bad.write_text(BAD_YAML)
     args = [a.replace("{tmp}", str(tmp_path)) for a in command]
     line = one_line_exit_2([*args, "--config", str(bad)])
-    assert line == f"carekpi: {bad}: sources.main.refresh_intervl: unknown key"
+    assert line == (f"carekpi: {bad}: sources.main.refresh_intervl: unknown key; "
+                    "did you mean 'refresh_interval'?")
 
 
 def test_a_bad_option_value_is_one_line_naming_the_option(tmp_path: Path):

@@ -115,16 +115,18 @@ def test_a_failing_kpi_never_stops_the_others(sqlite_known: str) -> None:
         exporter.stop()
 
 
-def test_collect_once_is_the_same_for_the_same_as_of(sqlite_known: str, tmp_path: Path) -> None:
+def test_collect_is_the_same_for_the_same_as_of(sqlite_known: str, tmp_path: Path) -> None:
     path = tmp_path / "carekpi.yaml"
     import yaml
 
     path.write_text(yaml.safe_dump(known_data.config(sqlite_known)))
-    args = [*CARE, "collect", "--once", "--config", str(path), "--as-of",
-            "2026-03-02T12:00:00Z"]
+    args = [*CARE, "collect", "--config", str(path), "--as-of", "2026-03-02T12:00:00Z"]
     first = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     second = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     assert first == second
+    # --once, once required, is still accepted and changes nothing
+    old = subprocess.run([*args, "--once"], capture_output=True, text=True, check=True).stdout
+    assert old == first
     import json
 
     report = {k["kpi"]: k for k in json.loads(first)["kpis"]}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from kpis.config import parse
 from kpis.demo import config_yaml
 from kpis.demo.database import create, is_missing
 from kpis.errors import CareKPIError, ConfigError
+from tests.cli_reference import README
 from tests.conftest import SERVER_URLS, server_or_skip
 
 CONFIG = {
@@ -46,7 +48,25 @@ def test_every_kpi_carries_its_own_reference() -> None:
         assert source in cited, source
 
 
+def test_kpis_show_is_self_contained() -> None:
+    shown = CliRunner().invoke(main, ["kpis", "show", "A1"])
+    assert shown.exit_code == 0, shown.output
+    assert "KPIS.md" not in shown.output
+    assert "MGMA" in shown.output and "FHIR Appointment.status" in shown.output
+    assert "ratio <= 0.1" in shown.output
+
+
 # ---------------------------------------------------------------- consistency
+
+def test_kpis_list_has_a_header_and_targets_as_durations() -> None:
+    listed = CliRunner().invoke(main, ["kpis", "list"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert lines[0].split() == ["ID", "KEY", "KIND", "ENTITY", "TARGET"]
+    lead_time = next(line for line in lines if line.split()[1] == "lead_time")
+    assert lead_time.split()[-3:] == ["p50", "<=", "7d"]
+    assert "604800" not in listed.output
+
 
 def test_target_text_reads_like_the_config() -> None:
     assert catalog.get("A4").target_text == "p90 <= 30m"
@@ -140,3 +160,56 @@ def test_demo_errors_say_seed_not_read(tmp_path: Any) -> None:
     assert re.match(r"^carekpi: cannot seed demo database postgresql\+psycopg://demo:\*\*\*@",
                     result.output), result.output
     assert "secret" not in result.output and len(result.output.splitlines()) == 1
+
+
+def _one_line_exit_2(args: list[str]) -> str:
+    result = CliRunner().invoke(main, args, prog_name="carekpi")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("carekpi: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_serve_without_config_says_where_a_config_comes_from() -> None:
+    line = _one_line_exit_2(["serve"])
+    assert "carekpi demo --seed-only --config-out carekpi.yaml" in line
+    assert 'README.md, section "Point it at your database"' in line
+    assert "## Point it at your database" in README.read_text(encoding="utf-8")
+
+
+def test_a_port_in_use_suggests_port(tmp_path: Any) -> None:
+    path = tmp_path / "carekpi.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "sources": {
+        "main": {"url": f"sqlite:///{tmp_path}/clinic.db"}}}))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        line = _one_line_exit_2(["serve", "--config", str(path), "--bind", "127.0.0.1",
+                                 "--port", str(port)])
+    assert line == (f"carekpi: port {port} on 127.0.0.1 is already in use; "
+                    "choose another with --port")
+
+
+def test_validate_against_an_unreachable_database_is_one_line(tmp_path: Any) -> None:
+    path = tmp_path / "carekpi.yaml"
+    entities = {name: {"source": "main", "table": name, "fields": {"id": "id"}}
+                for name in ("appointments", "messages", "calls", "complaints")}
+    path.write_text(yaml.safe_dump({"version": 1, "entities": entities, "sources": {
+        "main": {"url": "postgresql+psycopg://carekpi@127.0.0.1:1/clinic",
+                 "connect_timeout": "3s"}}}))
+    result = CliRunner().invoke(main, ["config", "validate", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"carekpi: {path}: valid file; database unreachable: ")
+    assert "refused" in lines[0].lower()
+
+
+def test_collect_evaluates_once_without_once() -> None:
+    option = next(p for p in main.commands["collect"].params if p.name == "once")
+    assert not option.required
+    assert "--once" not in CliRunner().invoke(main, ["collect", "--help"]).output
+
