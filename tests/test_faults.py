@@ -397,7 +397,7 @@ def test_demo_db_that_is_not_sqlite(tmp_path: Path) -> None:
     garbage = tmp_path / "demo.db"
     garbage.write_bytes(bytes(range(256)) * 20)
     run = run_demo(tmp_path, "--db", f"sqlite:///{garbage}", "--seed-only")
-    assert_one_line_error(run, f"sqlite:///{garbage}", "cannot read demo database")
+    assert_one_line_error(run, f"sqlite:///{garbage}", "cannot seed demo database")
     assert garbage.read_bytes() == bytes(range(256)) * 20  # never overwritten
 
 
