@@ -316,6 +316,12 @@ class CachedExposition:
             assert body is not None
             return body
 
+    def ready(self, content_type: str, zipped: bool = False) -> bool:
+        """Whether ``render`` answers at once (a body of this form exists, maybe one refresh
+        behind) rather than encoding first."""
+        with self._lock:
+            return _pick(self._bodies.get(content_type), zipped) is not None
+
     def _forget_idle(self, now: float) -> None:
         """Drop the bodies of a format nobody scraped for a while (a one-off curl, a
         Prometheus that moved to another format): they would pin megabytes for good."""

@@ -4,49 +4,54 @@ TLS, basic auth, response headers and a rate limit come from a web config file i
 exporter-toolkit format Prometheus operators already know (``--web.config.file``), read by
 :mod:`collectors.web_config`. Certificate files are re-read when they change on disk, so a
 rotated certificate needs no restart. Requests are not logged unless asked; query strings
-and headers never are.
+and headers never are. The connections themselves (limits, timeouts, TLS handshakes) are
+:mod:`collectors.web_front`'s; requests are answered here, on a small worker pool, so a
+bcrypt check or a first encoding never stalls the event loop.
+
+Only two bodies exist, whatever a client's ``Accept`` says: OpenMetrics 1.0.0 when it asks
+for ``application/openmetrics-text``, else the text format 0.0.4. The content type sent back
+and the exposition cache's key are one of these two constants, never the client's text.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
 import errno
+import functools
 import gzip
-import hashlib
 import html
 import logging
 import socket
 import ssl
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
-import bcrypt
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest, gzip_accepted
+from prometheus_client.openmetrics import exposition as openmetrics
 
+from collectors.web_auth import BasicAuth, TokenBucket
 from collectors.web_config import TLSSettings, WebConfig, load_web_config
+from collectors.web_front import Front, TLSFront
 from kpis.errors import CareKPIError
 
-__all__ = ["Route", "WebConfig", "WebServer", "load_web_config", "start_server"]
+__all__ = ["Route", "WebConfig", "WebServer", "load_web_config", "negotiate", "start_server"]
 
 log = logging.getLogger("carekpi.web")
 
 # A route gets the parsed query string and returns (status, content type, body).
 Route = Callable[[Mapping[str, list[str]]], tuple[int, str, bytes | str]]
+Encoder = Callable[[Any], bytes]
 
-HANDSHAKE_TIMEOUT = 10.0
-REQUEST_TIMEOUT = 30.0
-_AUTH_CACHE_SIZE = 256
-_PLAIN_HTTP_REPLY = (
-    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
-    b"Client sent an HTTP request to an HTTPS server.\n"
-)
+MAX_HEADERS = 100  # header lines per request (their total size: web_front.MAX_HEADER_BYTES)
+WORKERS = 8
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+_OPENMETRICS_ENCODER: Encoder = functools.partial(
+    openmetrics.generate_latest, escaping=openmetrics.UNDERSCORES, version="1.0.0")
+_TEXT = "text/plain; charset=utf-8"
 _LANDING = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>CareKPI exporter</title></head>
 <body><h1>CareKPI exporter</h1>
@@ -56,74 +61,12 @@ _LANDING = """<!DOCTYPE html>
 """
 
 
-
-class _BasicAuth:
-    """bcrypt checks, with successful (user, hash, password) checks remembered: a bcrypt round
-    costs tens of milliseconds and Prometheus sends the same credentials on every scrape."""
-
-    def __init__(self, users: Mapping[str, bytes]) -> None:
-        self._users = dict(users)
-        self._ok: OrderedDict[bytes, None] = OrderedDict()
-        self._lock = threading.Lock()
-        # Unknown users are checked against a dummy hash of the same cost, so the answer time
-        # does not tell which user names exist.
-        cost = int(next(iter(self._users.values())).split(b"$")[2])
-        self._dummy = bcrypt.hashpw(b"carekpi-unknown-user", bcrypt.gensalt(rounds=cost))
-
-    def allows(self, header: str | None) -> bool:
-        credentials = _parse_basic(header)
-        if credentials is None:
-            return False
-        user, password = credentials
-        stored = self._users.get(user)
-        if stored is None:
-            bcrypt.checkpw(password, self._dummy)
-            return False
-        key = hashlib.sha256(b"\0".join((user.encode(), stored, password))).digest()
-        with self._lock:
-            if key in self._ok:
-                self._ok.move_to_end(key)
-                return True
-        if not bcrypt.checkpw(password, stored):
-            return False
-        with self._lock:
-            self._ok[key] = None
-            while len(self._ok) > _AUTH_CACHE_SIZE:
-                self._ok.popitem(last=False)
-        return True
-
-
-def _parse_basic(header: str | None) -> tuple[str, bytes] | None:
-    if not header:
-        return None
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    user, sep, password = decoded.partition(":")
-    return (user, password.encode()) if sep else None
-
-
-class _TokenBucket:
-    """exporter-toolkit's rate_limit: one request per interval, bursts of ``burst``."""
-
-    def __init__(self, interval: float, burst: int) -> None:
-        self._rate, self._burst = 1.0 / interval, float(burst)
-        self._tokens, self._last = float(burst), time.monotonic()
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
-            self._last = now
-            if self._tokens < 1:
-                return False
-            self._tokens -= 1
-            return True
+def negotiate(accept: str) -> tuple[Encoder, str]:
+    """The encoder and content type for an ``Accept`` header: one of two fixed formats."""
+    for part in accept.split(","):
+        if part.split(";", 1)[0].strip().lower() == "application/openmetrics-text":
+            return _OPENMETRICS_ENCODER, OPENMETRICS
+    return generate_latest, CONTENT_TYPE_PLAIN_0_0_4
 
 
 class _TLSState:
@@ -148,108 +91,77 @@ class _TLSState:
                         log.warning("TLS files changed but do not load; keeping the old: %s", exc)
         return self._context
 
-    def client_allowed(self, conn: ssl.SSLSocket) -> bool:
+    def client_allowed(self, peercert: Any) -> bool:
         allowed = self.settings.client_allowed_sans
         if not allowed:
             return True
-        sans: Any = (conn.getpeercert() or {}).get("subjectAltName", ())
+        sans: Any = (peercert or {}).get("subjectAltName", ())
         return any(pair[1] in allowed for pair in sans)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    # socketserver's default backlog is 5: a burst of concurrent scrapers overflows it and
-    # waits out a 1 s SYN retransmit (measured: p99 2 s with 50 scrapers, p50 20 ms).
-    request_queue_size = 128
+class _Answer:
+    """Answers requests: (status, headers, body), from a worker thread."""
 
-    def __init__(self, address: tuple[str, int], family: socket.AddressFamily,
-                 handler: type[_Handler]) -> None:
-        self.address_family = family
-        super().__init__(address, handler)
-        self.registry: CollectorRegistry = CollectorRegistry()
-        self.tls: _TLSState | None = None
-        self.auth: _BasicAuth | None = None
-        self.limiter: _TokenBucket | None = None
+    def __init__(self, registry: Any, routes: dict[str, Route], log_requests: bool) -> None:
+        self.registry, self.routes, self.log_requests = registry, routes, log_requests
+        self.auth: BasicAuth | None = None
+        self.limiter: TokenBucket | None = None
         self.headers: dict[str, str] = {}
-        self.routes: dict[str, Route] = {}
-        self.log_requests = False
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.tls is None:
-            super().finish_request(request, client_address)
-            return
-        # The handshake runs here, in the connection's own thread, so a slow or silent client
-        # never holds up the accept loop.
-        request.settimeout(HANDSHAKE_TIMEOUT)
+    def __call__(self, method: str, path: str, query: str, headers: Mapping[str, str],
+                 client: str, *, quick: bool = False, limited: bool = False
+                 ) -> tuple[int, dict[str, str], bytes] | None:
+        """The answer; with ``quick``, None where it would block (a bcrypt round, a first
+        encoding, a route's own work): the caller then asks again, ``limited`` (the rate
+        limit already taken), from a worker thread."""
         try:
-            first = request.recv(1, socket.MSG_PEEK)
-            if first and first != b"\x16":  # not a TLS handshake record: plain HTTP or junk
-                request.sendall(_PLAIN_HTTP_REPLY)
-                return
-            conn = self.tls.context().wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
-            return
-        try:
-            if self.tls.client_allowed(conn):
-                super().finish_request(conn, client_address)
-            else:
-                log.debug("client certificate of %s has no allowed SAN", client_address[0])
-        finally:
-            conn.close()
+            status, extra, body = self._answer(method, path, query, headers, quick, limited)
+        except _Blocks:
+            return None
+        if self.log_requests:
+            log.info('%s "%s %s" %s', client, method, path, status)  # never the query string
+        return status, {**extra, **self.headers}, body
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
+    def _answer(self, method: str, path: str, query: str, headers: Mapping[str, str],
+                quick: bool, limited: bool) -> tuple[int, dict[str, str], bytes]:
+        if method not in ("GET", "HEAD"):
+            return _plain(405, "Method not allowed\n", {"Allow": "GET, HEAD",
+                                                        "Connection": "close"})
+        if not limited and self.limiter is not None and not self.limiter.take():
+            return _plain(429, "Too many requests\n")
+        if self.auth is not None:
+            allowed = self.auth.allows(headers.get("authorization"), remembered_only=quick)
+            if allowed is None:
+                raise _Blocks
+            if not allowed:
+                return _plain(401, "Unauthorized\n",
+                              {"WWW-Authenticate": 'Basic realm="CareKPI", charset="UTF-8"'})
+        if quick and (path in self.routes or path == "/" or (
+                path == "/metrics" and not self._ready(query, headers))):
+            raise _Blocks
+        if path == "/metrics":
+            return self._metrics(parse_qs(query), headers)
+        if path == "/-/healthy":
+            return _plain(200, "OK\n")
+        if path == "/":
+            return self._landing()
+        if path in self.routes:
+            return self._route(path, parse_qs(query))
+        return _plain(404, "Not found\n")
 
+    def _ready(self, query: str, headers: Mapping[str, str]) -> bool:
+        ready = getattr(self.registry, "ready", None)  # a cached exposition (service.py)
+        return ready is not None and "name[]" not in parse_qs(query) and bool(ready(
+            negotiate(headers.get("accept", ""))[1],
+            gzip_accepted(headers.get("accept-encoding", ""))))
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    server_version = "CareKPI"
-    sys_version = ""
-    timeout = REQUEST_TIMEOUT
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    do_HEAD = do_GET
-
-    def _not_allowed(self) -> None:
-        self.close_connection = True  # the request body, if any, was not read
-        self._send(405, "text/plain; charset=utf-8", b"Method not allowed\n",
-                   {"Allow": "GET, HEAD"})
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
-
-    def _dispatch(self) -> None:
-        server = self.server
-        if server.limiter is not None and not server.limiter.take():
-            self._send(429, "text/plain; charset=utf-8", b"Too many requests\n")
-            return
-        if server.auth is not None and not server.auth.allows(self.headers.get("Authorization")):
-            self._send(401, "text/plain; charset=utf-8", b"Unauthorized\n",
-                       {"WWW-Authenticate": 'Basic realm="CareKPI", charset="UTF-8"'})
-            return
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        if url.path == "/metrics":
-            self._metrics(query)
-        elif url.path == "/-/healthy":
-            self._send(200, "text/plain; charset=utf-8", b"OK\n")
-        elif url.path == "/":
-            self._landing()
-        elif url.path in server.routes:
-            self._route(server.routes[url.path], query)
-        else:
-            self._send(404, "text/plain; charset=utf-8", b"Not found\n")
-
-    def _metrics(self, query: Mapping[str, list[str]]) -> None:
-        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-        registry: Any = self.server.registry
+    def _metrics(self, query: Mapping[str, list[str]], headers: Mapping[str, str]
+                 ) -> tuple[int, dict[str, str], bytes]:
+        encoder, content_type = negotiate(headers.get("accept", ""))
+        registry: Any = self.registry
         if "name[]" in query:
             registry = registry.restricted_registry(query["name[]"])
-        zipped = gzip_accepted(self.headers.get("Accept-Encoding", ""))
+        zipped = gzip_accepted(headers.get("accept-encoding", ""))
         try:
             render = getattr(registry, "render", None)  # a cached exposition (service.py)
             if render is not None:
@@ -259,57 +171,77 @@ class _Handler(BaseHTTPRequestHandler):
                 body = gzip.compress(body) if zipped else body
         except Exception:  # a collector bug must not take the endpoint down
             log.exception("collecting metrics failed")
-            self._send(500, "text/plain; charset=utf-8", b"Collecting metrics failed\n")
-            return
-        extra = {"Vary": "Accept, Accept-Encoding"}
+            return _plain(500, "Collecting metrics failed\n")
+        extra = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
         if zipped:
             extra["Content-Encoding"] = "gzip"
-        self._send(200, content_type, body, extra)
+        return 200, extra, body
 
-    def _landing(self) -> None:
-        paths = ["/metrics", "/-/healthy", *sorted(self.server.routes)]
+    def _landing(self) -> tuple[int, dict[str, str], bytes]:
+        paths = ["/metrics", "/-/healthy", *sorted(self.routes)]
         links = "".join(f'<li><a href="{html.escape(p)}">{html.escape(p)}</a></li>' for p in paths)
-        self._send(200, "text/html; charset=utf-8", _LANDING.format(links=links).encode())
+        return 200, {"Content-Type": "text/html; charset=utf-8"}, _LANDING.format(
+            links=links).encode()
 
-    def _route(self, route: Route, query: Mapping[str, list[str]]) -> None:
+    def _route(self, path: str, query: Mapping[str, list[str]]
+               ) -> tuple[int, dict[str, str], bytes]:
         try:
-            status, content_type, body = route(query)
+            status, content_type, body = self.routes[path](query)
         except Exception:
-            log.exception("route %s failed", urlsplit(self.path).path)
-            self._send(500, "text/plain; charset=utf-8", b"Internal error\n")
+            log.exception("route %s failed", path)
+            return _plain(500, "Internal error\n")
+        return status, {"Content-Type": content_type}, (
+            body.encode() if isinstance(body, str) else body)
+
+
+def _plain(status: int, text: str, extra: Mapping[str, str] | None = None
+           ) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": _TEXT, **(extra or {})}, text.encode()
+
+
+class _Blocks(Exception):
+    """The answer needs a worker thread."""
+
+
+class _App:
+    """The ASGI application: header limits on the loop, the answer on a worker thread."""
+
+    def __init__(self, answer: _Answer) -> None:
+        self.answer = answer
+        self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="carekpi-web")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
             return
-        self._send(status, content_type, body.encode() if isinstance(body, str) else body)
-
-    def _send(self, status: int, content_type: str, body: bytes,
-              extra: Mapping[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in {**self.server.headers, **(extra or {})}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        if self.server.log_requests:
-            path = urlsplit(getattr(self, "path", "")).path  # never the query string
-            log.info('%s "%s %s" %s', self.client_address[0], self.command or "-", path, code)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: the base class would echo raw request lines, query strings included."""
+        raw = scope["headers"]
+        if len(raw) > MAX_HEADERS:
+            status, extra, body = _plain(431, "Too many request headers\n",
+                                         {"Connection": "close"})
+        else:
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+            request = (scope["method"], scope["path"], scope["query_string"].decode("latin-1"),
+                       headers, (scope.get("client") or ("-",))[0])
+            # Answered on the loop when nothing blocks (a remembered password, a body already
+            # encoded: every scrape but the first), else on a worker.
+            answer = self.answer(*request, quick=True)
+            if answer is None:
+                answer = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, functools.partial(self.answer, *request, limited=True))
+            assert answer is not None
+            status, extra, body = answer
+        out = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        out.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body",
+                    "body": b"" if scope["method"] == "HEAD" else body})
 
 
 class WebServer:
     """A running exporter endpoint. ``shutdown()`` stops it and frees the port."""
 
-    def __init__(self, server: _Server, thread: threading.Thread, scheme: str, bind: str) -> None:
-        self._server, self._thread = server, thread
-        self.scheme, self.bind = scheme, bind
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+    def __init__(self, front: Front, app: _App, port: int, scheme: str, bind: str) -> None:
+        self._front, self._app = front, app
+        self.port, self.scheme, self.bind = port, scheme, bind
 
     @property
     def url(self) -> str:
@@ -318,9 +250,8 @@ class WebServer:
         return f"{self.scheme}://{host}:{self.port}"
 
     def shutdown(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._front.stop()
+        self._app.pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> WebServer:
         return self
@@ -343,22 +274,31 @@ def start_server(registry: CollectorRegistry, bind: str, port: int,
                                     flags=socket.AI_PASSIVE)[0][0]
     except socket.gaierror:
         raise CareKPIError(f"cannot listen on {bind!r}: not a local address") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        server = _Server((bind, port), family, _Handler)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((bind, port))
+        sock.listen(128)
     except OSError as exc:
+        sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise CareKPIError(f"port {port} on {bind or '0.0.0.0'} is already in use; "
                                "choose another with --port") from None
         raise CareKPIError(f"cannot listen on {bind or '0.0.0.0'}:{port}: "
                            f"{exc.strerror or exc}") from None
-    server.registry, server.routes, server.log_requests = registry, routes, log_requests
+    answer = _Answer(registry, routes, log_requests)
+    tls = None
     if web_config is not None:
-        server.tls = _TLSState(web_config.tls) if web_config.tls else None
-        server.auth = _BasicAuth(web_config.users) if web_config.users else None
+        tls = _TLSState(web_config.tls) if web_config.tls else None
+        answer.auth = BasicAuth(web_config.users) if web_config.users else None
         if web_config.rate_limit is not None:
-            server.limiter = _TokenBucket(*web_config.rate_limit)
-        server.headers = dict(web_config.headers)
-    thread = threading.Thread(target=server.serve_forever, name=f"carekpi-web-{port}",
-                              kwargs={"poll_interval": 0.2}, daemon=True)
-    thread.start()
-    return WebServer(server, thread, "https" if server.tls else "http", bind)
+            answer.limiter = TokenBucket(*web_config.rate_limit)
+        answer.headers = dict(web_config.headers)
+    app = _App(answer)
+    bound = int(sock.getsockname()[1])
+    front = Front(app, sock, TLSFront(tls.context, tls.client_allowed) if tls else None,
+                  name=f"carekpi-web-{port}")
+    front.start()
+    return WebServer(front, app, bound, "https" if tls else "http", bind)

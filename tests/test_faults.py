@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from collectors import web
 from collectors.service import Exporter
 from kpis import config as config_module
 from kpis import names
@@ -299,14 +300,16 @@ def test_database_outages_are_detected_and_survived(instance: Instance) -> None:
     assert all(o.resumed <= 2 * REFRESH + SLACK for o in outages), report
     # Bounded, not growing: the scheduler, one health checker, at most pool_size refresh
     # workers (started lazily), the web server, the exposition renewal (at most one at a
-    # time per body); plus this thread, the scraper and at most one request thread.
+    # time per body); plus this thread and the scraper.
     port = server.url.rsplit(":", 1)[1]
-    # The deadlines' watchdog (kpis.db.deadlines).
+    # The HTTP front: its event loop's thread and its bounded worker pool; the deadlines'
+    # watchdog (kpis.db.deadlines).
     allowed = {"carekpi-scheduler", "carekpi-health_0", f"carekpi-web-{port}", "carekpi-web-0",
                "carekpi-exposition", "carekpi-deadlines",
+               *(f"carekpi-web_{i}" for i in range(web.WORKERS)),
                *(f"carekpi-refresh-main_{i}" for i in range(config.sources["main"].pool_size))}
     assert set(names_before) <= set(names_after) <= allowed, (names_after, report)
-    assert threads_after <= len(allowed) + 3, report
+    assert threads_after <= len(allowed) + 2, report
     assert conns_after <= config.sources["main"].pool_size, report
     assert checked_out_after <= config.sources["main"].pool_size, report
     # A leak grows with every outage; the noise (refreshes in flight) does not.
