@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
+from collectors import landing
 from collectors.exposition import CachedExposition, CareKpiCollector
 from collectors.opening_hours import OpeningHoursCollector
 from collectors.scheduler import Scheduler
@@ -97,7 +98,8 @@ class Exporter:
         front: Any = self.registry
         if len(versioned) == 1 + len(self.extra_collectors):
             front = CachedExposition(self.registry, versioned)
-        self.server = start_server(front, bind, port, web_config)
+        self.server = start_server(front, bind, port, web_config,
+                                   landing=lambda links: landing.page(self.store, links))
         self.scheduler.start()
         log.info("serving %d refresh units from %d sources on %s/metrics",
                  len(self.scheduler.units), len(self.engines), self.server.url)

@@ -45,6 +45,7 @@ log = logging.getLogger("carekpi.web")
 # A route gets the parsed query string and returns (status, content type, body).
 Route = Callable[[Mapping[str, list[str]]], tuple[int, str, bytes | str]]
 Encoder = Callable[[Any], bytes]
+Landing = Callable[[list[str]], str]  # the landing page's HTML, given the endpoint's paths
 
 MAX_HEADERS = 100  # header lines per request (their total size: web_front.MAX_HEADER_BYTES)
 WORKERS = 8
@@ -107,6 +108,7 @@ class _Answer:
         self.auth: BasicAuth | None = None
         self.limiter: TokenBucket | None = None
         self.headers: dict[str, str] = {}
+        self.landing: Landing | None = None
 
     def __call__(self, method: str, path: str, query: str, headers: Mapping[str, str],
                  client: str, *, quick: bool = False, limited: bool = False
@@ -179,9 +181,16 @@ class _Answer:
 
     def _landing(self) -> tuple[int, dict[str, str], bytes]:
         paths = ["/metrics", "/-/healthy", *sorted(self.routes)]
-        links = "".join(f'<li><a href="{html.escape(p)}">{html.escape(p)}</a></li>' for p in paths)
-        return 200, {"Content-Type": "text/html; charset=utf-8"}, _LANDING.format(
-            links=links).encode()
+        if self.landing is not None:  # the exporter's KPI page (collectors.landing)
+            try:
+                text = self.landing(paths)
+            except Exception:
+                log.exception("rendering the landing page failed")
+                return _plain(500, "Internal error\n")
+        else:
+            text = _LANDING.format(links="".join(
+                f'<li><a href="{html.escape(p)}">{html.escape(p)}</a></li>' for p in paths))
+        return 200, {"Content-Type": "text/html; charset=utf-8"}, text.encode()
 
     def _route(self, path: str, query: Mapping[str, list[str]]
                ) -> tuple[int, dict[str, str], bytes]:
@@ -263,7 +272,7 @@ class WebServer:
 def start_server(registry: CollectorRegistry, bind: str, port: int,
                  web_config: WebConfig | None,
                  extra_routes: dict[str, Route] | None = None,
-                 *, log_requests: bool = False) -> WebServer:
+                 *, log_requests: bool = False, landing: Landing | None = None) -> WebServer:
     """Serve ``registry`` on ``bind:port`` (port 0: any free port) in background threads."""
     routes = dict(extra_routes or {})
     taken = sorted(set(routes) & {"/", "/metrics", "/-/healthy"})
@@ -289,6 +298,7 @@ def start_server(registry: CollectorRegistry, bind: str, port: int,
         raise CareKPIError(f"cannot listen on {bind or '0.0.0.0'}:{port}: "
                            f"{exc.strerror or exc}") from None
     answer = _Answer(registry, routes, log_requests)
+    answer.landing = landing
     tls = None
     if web_config is not None:
         tls = _TLSState(web_config.tls) if web_config.tls else None
