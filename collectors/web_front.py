@@ -40,7 +40,8 @@ log = logging.getLogger("carekpi.web")
 # uvicorn warns once per malformed request: a flood of them must not flood the log too.
 logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
 
-MAX_CONNECTIONS = 512
+LOOPS = 8
+MAX_CONNECTIONS = 512  # in all, over the loops
 MAX_HEADER_BYTES = 16 * 1024  # the request line and all headers together
 HEADER_TIMEOUT = 10.0
 RESPONSE_TIMEOUT = 30.0
@@ -61,18 +62,24 @@ class TLSFront:
 
 
 class _Shared:
-    """State every connection of one server shares (touched on the loop thread only)."""
+    """State every connection of one server shares, across its event loops."""
 
     def __init__(self, tls: TLSFront | None) -> None:
         self.tls = tls
         self.open = 0
+        self._lock = threading.Lock()
 
     def admit(self, transport: asyncio.BaseTransport) -> bool:
-        if self.open >= MAX_CONNECTIONS:
+        with self._lock:
+            admitted = self.open < MAX_CONNECTIONS
+            self.open += admitted
+        if not admitted:
             transport.abort()  # type: ignore[attr-defined]
-            return False
-        self.open += 1
-        return True
+        return admitted
+
+    def release(self) -> None:
+        with self._lock:
+            self.open -= 1
 
 
 class _Connection(H11Protocol):
@@ -102,7 +109,7 @@ class _Connection(H11Protocol):
         if self.transport is None:  # refused in connection_made
             return
         if self.counted:
-            self.shared.open -= 1
+            self.shared.release()
         super().connection_lost(exc)
 
     def _watch(self) -> None:
@@ -127,7 +134,7 @@ class _CountedTLS(sslproto.SSLProtocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)
-        self.shared.open -= 1
+        self.shared.release()
 
 
 class _TLSSniffer(asyncio.Protocol):
@@ -183,11 +190,14 @@ class _TLSSniffer(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.transport is not None and not self.handed_over:
             self._timer.cancel()
-            self.shared.open -= 1
+            self.shared.release()
 
 
 class Front:
-    """A uvicorn server for ``app`` on a bound socket, in its own thread."""
+    """uvicorn servers for ``app`` on one bound socket: ``LOOPS`` event loops, each in its own
+    thread, accepting from the same socket. One loop would send every answer in turn; with a
+    few, the kernel copies of concurrent scrapes' bodies overlap as they did with a thread
+    per connection (50 scrapers at once: p50 about 200 ms on one loop, 30-60 ms on eight)."""
 
     def __init__(self, app: Any, sock: socket.socket, tls: TLSFront | None,
                  name: str) -> None:
@@ -199,26 +209,38 @@ class Front:
             layer = type("TLSLayer", (_CountedTLS,), {"shared": shared})
             protocol = type("TLSSniffer", (_TLSSniffer,),
                             {"connection": connection, "tls_layer": layer})
-        config = uvicorn.Config(
-            app, http=protocol, lifespan="off", log_config=None, access_log=False,
-            server_header=False, date_header=False, headers=[("Server", "CareKPI")],
-            h11_max_incomplete_event_size=MAX_HEADER_BYTES, timeout_keep_alive=IDLE_TIMEOUT,
-            timeout_graceful_shutdown=1, backlog=128, loop="asyncio")
-        self.server = uvicorn.Server(config)
         self._sock = sock
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.servers: list[uvicorn.Server] = []
+        self.threads: list[threading.Thread] = []
+        for i in range(LOOPS):
+            config = uvicorn.Config(
+                app, http=protocol, lifespan="off", log_config=None, access_log=False,
+                proxy_headers=False, server_header=False, date_header=False,
+                headers=[("Server", "CareKPI")], h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+                timeout_keep_alive=IDLE_TIMEOUT, timeout_graceful_shutdown=1, backlog=128,
+                loop="asyncio")
+            server = uvicorn.Server(config)
+            self.servers.append(server)
+            self.threads.append(threading.Thread(
+                target=_serve, args=(server, sock.dup()),
+                name=name if i == 0 else f"{name}.{i}", daemon=True))
 
     def start(self) -> None:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
         deadline = time.monotonic() + 10
-        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+        while (not all(s.started for s in self.servers) and time.monotonic() < deadline
+               and all(t.is_alive() for t in self.threads)):
             time.sleep(0.005)
 
-    def _run(self) -> None:
-        asyncio.run(self.server.serve(sockets=[self._sock]))
-
     def stop(self) -> None:
-        self.server.should_exit = self.server.force_exit = True
-        self.thread.join(timeout=5)
+        for server in self.servers:
+            server.should_exit = server.force_exit = True
+        for thread in self.threads:
+            thread.join(timeout=5)
         with contextlib.suppress(OSError):
             self._sock.close()
+
+
+def _serve(server: uvicorn.Server, listener: socket.socket) -> None:
+    asyncio.run(server.serve(sockets=[listener]))

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from collectors import web
+from collectors import web, web_front
 from collectors.service import Exporter
 from kpis import config as config_module
 from kpis import names
@@ -307,6 +307,7 @@ def test_database_outages_are_detected_and_survived(instance: Instance) -> None:
     allowed = {"carekpi-scheduler", "carekpi-health_0", f"carekpi-web-{port}", "carekpi-web-0",
                "carekpi-exposition", "carekpi-deadlines",
                *(f"carekpi-web_{i}" for i in range(web.WORKERS)),
+               *(f"carekpi-web-0.{i}" for i in range(1, web_front.LOOPS)),
                *(f"carekpi-refresh-main_{i}" for i in range(config.sources["main"].pool_size))}
     assert set(names_before) <= set(names_after) <= allowed, (names_after, report)
     assert threads_after <= len(allowed) + 2, report
