@@ -69,7 +69,7 @@ def test_landing_page_shows_values_against_targets_in_a_browser(tmp_path: Path) 
     server = exporter.start("127.0.0.1", 0, load_web_config(web_config))
     try:
         wait_for(lambda: all(r.ok for r in exporter.store.results() if r.unavailable is None)
-                 and any(r.kpi.key == "no_show" for r in exporter.store.results()), 60,
+                 and any(r.kpi.key == "no_show" for r in exporter.store.results()), 120,
                  "every KPI refreshed")
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         conn.request("GET", "/")
