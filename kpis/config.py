@@ -24,11 +24,11 @@ from pydantic import (
     model_validator,
 )
 
-from kpis import cadence, catalog, label_values, model, sql_guard, yaml_file
+from kpis import cadence, catalog, label_values, model, secrets, sql_guard, yaml_file
 from kpis.durations import Duration
 from kpis.durations import parse as parse_duration
 from kpis.errors import ConfigError
-from kpis.secrets import SecretError, mask_url, resolve
+from kpis.secrets import SecretError, mask_url
 from kpis.suggest import did_you_mean, keys_at
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
@@ -175,8 +175,8 @@ class Entity(Strict):
     def _tz(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
+            raise ValueError(f"unknown time zone {value[:60]!r}") from None
         return value
 
     @model_validator(mode="after")
@@ -376,6 +376,7 @@ class Config(Strict):
     sql: SqlSettings = SqlSettings()
     checks: dict[str, Any] = {}  # validated by checks.config when checks run
     path: str = Field("carekpi.yaml", exclude=True)
+    secret_refs: dict[str, str] = Field({}, exclude=True)  # key -> ${env:}/${file:} text
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
@@ -470,19 +471,6 @@ def _check_sql(name: str, entity: Entity, source: Source, allowed: list[str]) ->
             raise _Located(("entities", name, "exclude"), str(exc)) from None
 
 
-def _resolve_secrets(node: Any, base: Path, loc: tuple[str, ...], file: str) -> Any:
-    if isinstance(node, dict):
-        return {k: _resolve_secrets(v, base, (*loc, str(k)), file) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve_secrets(v, base, (*loc, str(i)), file) for i, v in enumerate(node)]
-    if isinstance(node, str):
-        try:
-            return resolve(node, base)
-        except SecretError as exc:
-            raise ConfigError(file, ".".join(loc), str(exc)) from None
-    return node
-
-
 def _describe(error: Any, data: Any) -> tuple[str, str]:
     loc = tuple(str(p) for p in error.get("loc", ()) if not str(p).startswith("function-"))
     loc = tuple(p for p in loc if p not in ("str", "SqlExpression", "str-constrained", "[key]"))
@@ -512,14 +500,19 @@ def parse(data: Any, file: str, base: Path | None = None) -> Config:
     base = base or Path(".")
     if not isinstance(data, dict):
         raise ConfigError(file, "", "expected a mapping with version, sources, entities and kpis")
-    data = _resolve_secrets(data, base, (), file)
+    references: dict[str, str] = {}
     try:
-        return Config.model_validate({**data, "path": file})
+        data = secrets.resolve_tree(data, base, references)
+    except SecretError as exc:
+        raise ConfigError(file, ".".join(exc.loc), str(exc)) from None
+    try:
+        return Config.model_validate({**data, "path": file, "secret_refs": references})
     except ValidationError as exc:
         key, message = _describe(exc.errors()[0], data)
-        raise ConfigError(file, key, message) from None
+        raise ConfigError(file, key, secrets.redact(key, message, references)) from None
     except _Located as exc:
-        raise ConfigError(file, ".".join(exc.loc), str(exc)) from None
+        key = ".".join(exc.loc)
+        raise ConfigError(file, key, secrets.redact(key, str(exc), references)) from None
     except RecursionError:
         raise ConfigError(file, "", "nested too deeply") from None
 
@@ -535,7 +528,7 @@ def masked(config: Config) -> dict[str, Any]:
     data = _plain(config)
     for source in data.get("sources", {}).values():
         source["url"] = mask_url(source["url"])
-    return dict(data)
+    return secrets.with_references(dict(data), config.secret_refs)
 
 
 def _plain(node: Any) -> Any:

@@ -1,16 +1,28 @@
-"""``${env:NAME}`` and ``${file:PATH}`` references in config strings, and masking for display."""
+"""``${env:NAME}`` and ``${file:PATH}`` references in config strings, and masking for display.
+
+A value that came from a reference is never echoed: errors about it name the reference
+(:func:`redact`), ``config show`` prints the reference (:func:`with_references`), and every
+database URL that is printed goes through :func:`mask_url` first.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 _REF = re.compile(r"\$\{(env|file):([^}]+)\}")
+# Query parameters (and libpq keywords) that carry a credential: password, passwd, pwd,
+# sslpassword, sslkey, secrets, tokens.
+_SECRET_PARAM = re.compile(
+    r"(?i)(^|[?&;\s])([\w.-]*(?:pass|pwd|secret|token|ssl_?key|credential)[\w.-]*\s*=)([^&;\s]*)")
 
 
 class SecretError(ValueError):
-    pass
+    def __init__(self, message: str, loc: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 def resolve(text: str, base: Path) -> str:
@@ -28,21 +40,69 @@ def resolve(text: str, base: Path) -> str:
         except OSError as exc:
             raise SecretError(f"cannot read secret file {path}: {exc.strerror}") from None
         except ValueError as exc:  # a NUL in the path, bytes that are not UTF-8
-            raise SecretError(f"cannot read secret file {path}: {exc}") from None
+            kind = "not UTF-8 text" if isinstance(exc, UnicodeError) else "not a valid path"
+            raise SecretError(f"cannot read secret file {name!r}: {kind}") from None
 
     return _REF.sub(replace, text)
+
+
+def resolve_tree(node: Any, base: Path, references: dict[str, str],
+                 loc: tuple[str, ...] = ()) -> Any:
+    """The document with every reference resolved; ``references`` gets dotted key -> the
+    original text of each string that held one. A SecretError carries the key."""
+    if isinstance(node, dict):
+        return {k: resolve_tree(v, base, references, (*loc, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [resolve_tree(v, base, references, (*loc, str(i))) for i, v in enumerate(node)]
+    if isinstance(node, str) and has_reference(node):
+        try:
+            resolved = resolve(node, base)
+        except SecretError as exc:
+            raise SecretError(str(exc), loc) from None
+        references[".".join(loc)] = node
+        return resolved
+    return node
 
 
 def has_reference(text: str) -> bool:
     return bool(_REF.search(text))
 
 
-def mask_url(url: str) -> str:
-    """A database URL with its password replaced by ***, safe for logs and errors."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+def redact(key: str, message: str, references: dict[str, str]) -> str:
+    """An error message about a value that came from a reference: the reference, never the
+    value (the message is cut at its first quote, where validators quote the value)."""
+    origin = next((text for where, text in references.items()
+                   if key == where or key.startswith(f"{where}.")), None)
+    if origin is None:
+        return message
+    cut = min((i for i in (message.find("'"), message.find('"')) if i >= 0), default=-1)
+    kept = (message[:cut] if cut >= 0 else message).rstrip(" :(,")
+    return f"{kept} (the value of {origin}, not shown)"
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+def with_references(data: dict[str, Any], references: dict[str, str]) -> dict[str, Any]:
+    """Plain config data with each referenced value shown as its reference (``config show``)."""
+    for where, text in references.items():
+        node: Any = data
+        *parents, last = where.split(".")
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.get(part, {})
+        if isinstance(node, dict) and last in node:
+            node[last] = text
+        elif isinstance(node, list) and last.isdigit() and int(last) < len(node):
+            node[int(last)] = text
+    return data
+
+
+def mask_url(url: str) -> str:
+    """A database URL with every credential replaced by ***, safe for logs and errors: the
+    userinfo password (up to the last ``@``, so an unencoded ``@`` in it is masked too) and
+    query parameters such as password, passwd, pwd, sslpassword, sslkey."""
+    scheme = url.find("://")
+    if scheme >= 0 and not url[scheme + 3:].startswith("/"):
+        rest = url[scheme + 3:]
+        at = rest.rfind("@")
+        colon = rest.find(":", 0, at) if at >= 0 else -1
+        if colon >= 0:
+            url = f"{url[:scheme + 3]}{rest[:colon]}:***{rest[at:]}"
+    return _SECRET_PARAM.sub(r"\1\2***", url)
