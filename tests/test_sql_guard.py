@@ -358,3 +358,27 @@ def test_validate_reports_the_vetted_functions(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stderr == (f"{path}: warning: sql.allow_functions: clinic_code() runs without "
                           "CareKPI's read-only check (vetted by you)\n")
+
+
+@pytest.mark.postgresql
+def test_postgresql_sessions_read_backslashes_as_the_guard_does(fresh_database) -> None:
+    """The guard reads 'a\\' as a complete string (standard_conforming_strings); CareKPI's
+    sessions force that setting, so a server configured otherwise cannot end the string
+    elsewhere and run what the guard saw as text."""
+    from kpis.db import engines
+
+    url = fresh_database("postgresql")
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    database = sa.make_url(url).database
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"ALTER DATABASE {database} SET standard_conforming_strings = off"))
+    admin.dispose()
+    sql = "SELECT 'a\\' AS x"
+    sql_guard.check_select(sql, "postgres")
+    engine = engines.create("db", Source(url=url, query_timeout="10s"))
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SHOW standard_conforming_strings")).scalar() == "on"
+            assert conn.execute(sa.text(sql)).scalar_one() == "a\\"
+    finally:
+        engine.dispose()
