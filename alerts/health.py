@@ -81,6 +81,22 @@ def source_down_alert(runbook_base: str, job: str = DEFAULT_JOB) -> Rule:
     }
 
 
+def suspect_alert(runbook_base: str, job: str = DEFAULT_JOB) -> Rule:
+    """info: the data makes a KPI's value doubtful (carekpi_kpi_suspect); not paged."""
+    name = names.ALERT_SUSPECT
+    return {
+        "alert": name,
+        "expr": f"max by (kpi, source, reason, clinic) ({names.KPI_SUSPECT}) > 0",
+        "for": "15m",
+        "labels": labels.fixed("info", job),
+        "annotations": runbook.rule_annotations(
+            name, "A KPI's value is doubtful: check the mapping before trusting it.",
+            "{{ $labels.kpi }} for clinic {{ $labels.clinic }} (source {{ $labels.source }}) "
+            "is suspect: {{ $labels.reason }} (most_excluded: exclusions removed most of its "
+            "records; identical_durations: every duration is the same value).", runbook_base),
+    }
+
+
 def exporter_absent_alert(job: str, runbook_base: str) -> Rule:
     name = names.ALERT_EXPORTER_ABSENT
     up = selector("up", job=job)
@@ -102,6 +118,7 @@ def health_alerts(items: tuple[KpiRules, ...], calendar: Calendar | None, job: s
     rules = [stale_feed_alert(i, calendar, runbook_base, job) for i in items
              if i.kpi.kind == "freshness"]
     rules += [refresh_stale_alert(runbook_base, job), source_down_alert(runbook_base, job),
+              suspect_alert(runbook_base, job),
               exporter_absent_alert(job, runbook_base)]
     return rules
 

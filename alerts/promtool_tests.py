@@ -80,6 +80,17 @@ def source_down_test(runbook_base: str, job: str) -> Test:
     return _cases(rule["alert"], inputs, [("3m", []), ("10m", [expected])])
 
 
+def suspect_test(runbook_base: str, job: str) -> Test:
+    """C2 suspect in north (both windows, one alert): fires after 15m; healthy south: silent."""
+    rule = health.suspect_alert(runbook_base, job)
+    inputs = [series(names.KPI_SUSPECT, 1, 30, kpi="call_abandonment", source=SOURCE,
+                     reason="identical_durations", clinic="north", queue="main", window=w)
+              for w in ("1d", "7d")]
+    expected = _firing(rule, {"kpi": "call_abandonment", "source": SOURCE,
+                              "reason": "identical_durations", "clinic": "north"}, 1.0)
+    return _cases(rule["alert"], inputs, [("10m", []), ("20m", [expected])])
+
+
 def exporter_absent_tests(job: str, runbook_base: str) -> list[Test]:
     """Missing job: fires (absent); one instance down: fires; all up: silent."""
     rule = health.exporter_absent_alert(job, runbook_base)
@@ -147,6 +158,7 @@ def health_tests(config: Config | None, job: str, runbook_base: str) -> list[Tes
              if i.kpi.kind == "freshness" and i.target is not None
              for t in stale_feed_tests(i, calendar, runbook_base, job)]
     tests += [refresh_stale_test(runbook_base, job), source_down_test(runbook_base, job),
+              suspect_test(runbook_base, job),
               *exporter_absent_tests(job, runbook_base)]
     return tests
 

@@ -7,6 +7,7 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard
 from dashboards import board, promql, targets
 from dashboards.kpi_panels import enabled, quantiles, tile, trend
 from dashboards.panels import Query, table_panel
+from kpis import names
 from kpis.catalog import SECTIONS, Kpi
 from kpis.config import Config
 
@@ -53,9 +54,18 @@ def overview(config: Config | None) -> Dashboard:
         "minimum volume. Freshness is per data source, not per clinic, and is not counted. "
         "Target: no KPI in breach."
     )
-    return dash.with_panel(table_panel(
+    dash = dash.with_panel(table_panel(
         "Clinics ranked by KPIs in breach", description, "short", [_ranking(kpis, config)],
         _breach_steps(), sort_by="Value", width=24, height=10))
+    return dash.with_panel(table_panel(
+        "Suspect results", "KPIs whose value the data makes doubtful, per clinic and reason: "
+        "most_excluded (exclusions removed most of the records it rests on), "
+        "identical_durations (every duration is the same value, e.g. all waits 0 s). A tile of "
+        "such a KPI may look green and be wrong: check the mapping (README \"Mapping a real "
+        "schema\"). Target: none.", "short",
+        [Query(f"count by (kpi, reason, clinic) ({names.KPI_SUSPECT})", instant=True,
+               fmt="table")], _breach_steps(), alerts=(names.ALERT_SUSPECT,), width=24,
+        height=8))
 
 
 def _breach_steps() -> targets.Steps:

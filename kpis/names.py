@@ -127,6 +127,7 @@ ALERT_SOURCE_DOWN = "CareKPISourceDown"
 ALERT_REFRESH_STALE = "CareKPIRefreshStale"
 ALERT_EXPORTER_ABSENT = "CareKPIExporterAbsent"
 ALERT_STALE_FEED = "CareKPIStaleFeed"
+ALERT_SUSPECT = "CareKPIResultSuspect"
 
 KPI_REFRESH_INTERVAL = f"{PREFIX}_kpi_refresh_interval_seconds"
 EXCLUDED_RECORDS = f"{PREFIX}_kpi_excluded_records"  # gauge per kpi, reason, window

@@ -34,6 +34,7 @@ def emitted_metrics() -> set[str]:
     found |= {names.SOURCE_UP, names.KPI_UP, names.KPI_AVAILABLE, names.KPI_LAST_SUCCESS,
               names.KPI_REFRESH_DURATION, names.KPI_REFRESH_INTERVAL, names.KPI_TARGET,
               names.KPI_EVALUATION_TIME, names.NEWEST_RECORD, names.EXCLUDED_RECORDS,
+              names.KPI_SUSPECT, names.KPI_VARIANT,
               f"{names.KPI_REFRESH_ERRORS}_total", f"{names.KPI_ROWS_READ}_total",
               f"{names.LABEL_VALUES_FOLDED}_total", f"{names.BUILD_INFO}_info",
               f"{names.SOURCE_QUERY_SECONDS}_total", f"{names.SOURCE_QUERIES}_total",
@@ -167,8 +168,9 @@ def test_overview_has_one_tile_per_kpi_with_a_target():
     tiles = [p for p in inventory.panels(overview) if p["type"] == "stat"]
     ids = [p["description"].split(" ", 1)[0] for p in tiles]
     assert ids == [k.id for k in catalog.load() if k.target is not None]
-    ranking = [p for p in inventory.panels(overview) if p["type"] == "table"]
-    assert len(ranking) == 1
+    tables = [p for p in inventory.panels(overview) if p["type"] == "table"]
+    assert [p["title"] for p in tables] == ["Clinics ranked by KPIs in breach", "Suspect results"]
+    ranking = tables[:1]
     expr = ranking[0]["targets"][0]["expr"]
     for kpi in catalog.load():
         assert (f'"{kpi.key}"' in expr) == (kpi.target is not None and kpi.kind != "freshness")
@@ -265,3 +267,9 @@ def test_promtool_rejects_a_broken_query(tmp_path):
     result = subprocess.run([promtool_or_skip(), "check", "rules", str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
+
+
+def test_overview_shows_suspect_results():
+    overview = next(d for d in DASHBOARDS if d["uid"] == "carekpi-overview")
+    panel = next(p for p in inventory.panels(overview) if p["title"] == "Suspect results")
+    assert panel["targets"][0]["expr"] == f"count by (kpi, reason, clinic) ({names.KPI_SUSPECT})"
