@@ -12,7 +12,6 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from checks.config import ChecksConfig
 from checks.suites import (
     KEY,
     RECORD_COMPLETE,
@@ -21,6 +20,7 @@ from checks.suites import (
     required_mapped,
 )
 from kpis import model
+from kpis.checks_config import ChecksConfig
 from kpis.config import Config
 from kpis.db.entity import MappedEntity
 from kpis.errors import ConfigError

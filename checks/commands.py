@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from checks.config import SUITES
+from kpis.checks_config import SUITES
 from kpis.commandline import Group, fail
 from kpis.config import Config
 
@@ -78,7 +78,7 @@ def run_command(config_path: str, entity: str | None, suite: str | None,
 def scheduled_collectors(config: Config) -> list[Any]:
     """The exporter's extra collectors: scheduled checks, when the config asks for them (off
     by default)."""
-    if not config.checks.get("schedule"):
+    if config.checks.schedule is None:
         return []
     from checks.scheduled import ScheduledChecks
 
@@ -88,7 +88,6 @@ def scheduled_collectors(config: Config) -> list[Any]:
 def _run(config_path: str, entity: str | None, suite: str | None, since: timedelta | None,
          full: bool, output_format: str, report_dir: Path | None, strict: bool,
          metrics_file: Path | None, show_failing_keys: bool) -> int:
-    from checks import config as checks_config
     from checks import reports
     from checks.metrics import write_textfile
     from checks.results import exit_code
@@ -97,7 +96,7 @@ def _run(config_path: str, entity: str | None, suite: str | None, since: timedel
 
     config = load(config_path)
     if since is None and not full:
-        default = checks_config.load(config).since
+        default = config.checks.since
         since = timedelta(seconds=default.seconds) if default else None
     started = time.time()
     now = datetime.now(UTC)

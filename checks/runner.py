@@ -18,9 +18,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from checks import batches, gx_engine, suites
-from checks import config as checks_config
 from checks.results import MAX_KEYS, CheckResult
 from checks.suites import CheckSpec
+from kpis import checks_config
 from kpis.config import Config
 from kpis.db import engines as db_engines
 from kpis.db import errors as db_errors
@@ -47,7 +47,7 @@ def run_suites(config: Config, entity: str | None = None, suite: str | None = No
 
     Raises CareKPIError (ConfigError, SourceError) when the run cannot happen.
     """
-    checks = checks_config.load(config)
+    checks = config.checks
     if entity is not None and entity not in config.entities:
         raise ConfigError(config.path, "entities",
                           f"entity {entity!r} is not mapped (mapped: "

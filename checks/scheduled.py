@@ -16,7 +16,6 @@ from datetime import timedelta
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from checks import config as checks_config
 from checks.metrics import CheckResultsCollector
 from kpis.config import Config
 from kpis.errors import CareKPIError
@@ -27,7 +26,7 @@ log = logging.getLogger(__name__)
 class ScheduledChecks(Collector):
     def __init__(self, config: Config, start: bool = True) -> None:
         self.config = config
-        settings = checks_config.load(config)
+        settings = config.checks
         self.interval = settings.schedule.seconds if settings.schedule else 3600.0
         self.since = timedelta(seconds=settings.since.seconds) if settings.since else None
         self.results = CheckResultsCollector()

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from checks.config import SUITES, ChecksConfig, CustomCheck, format_regex
 from kpis import model
+from kpis.checks_config import SUITES, ChecksConfig, CustomCheck, format_regex
 from kpis.config import Config, Entity
 
 # Later event >= earlier event, when both are present (D4).
@@ -151,7 +151,7 @@ def local_time(now: datetime, timezone: str) -> datetime:
 
 
 def _suite_of(check: str) -> str:
-    from checks.config import BUILTIN_CHECKS
+    from kpis.checks_config import BUILTIN_CHECKS
 
     suite = BUILTIN_CHECKS[check][0]
     assert suite in SUITES

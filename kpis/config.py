@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from kpis import cadence, catalog, label_values, model, secrets, sql_guard, yaml_file
+from kpis.checks_config import ChecksConfig, Invalid, cross_check
 from kpis.durations import Duration
 from kpis.durations import parse as parse_duration
 from kpis.errors import ConfigError
@@ -374,7 +375,7 @@ class Config(Strict):
     kpis: Kpis = Kpis()
     labels: Labels = Labels()
     sql: SqlSettings = SqlSettings()
-    checks: dict[str, Any] = {}  # validated by checks.config when checks run
+    checks: ChecksConfig = ChecksConfig()  # kpis/checks_config.py
     path: str = Field("carekpi.yaml", exclude=True)
     secret_refs: dict[str, str] = Field({}, exclude=True)  # key -> ${env:}/${file:} text
 
@@ -400,6 +401,10 @@ class Config(Strict):
         for key, section in (self.kpis.model_extra or {}).items():
             if isinstance(section, KpiSettings):
                 _check_cadences(("kpis", key), section.window_intervals, self.kpis.windows)
+        try:
+            cross_check(self.checks, self.entities)
+        except Invalid as exc:
+            raise _Located(exc.loc, str(exc)) from None
         return self
 
     def entity(self, name: str) -> Entity | None:
@@ -539,7 +544,8 @@ def _plain(node: Any) -> Any:
         fields = {info.alias or name: getattr(node, name)
                   for name, info in type(node).model_fields.items()
                   if not info.exclude and getattr(node, name) is not None
-                  and (name in node.model_fields_set or not isinstance(node, KpiSettings))}
+                  and (name in node.model_fields_set
+                       or not isinstance(node, KpiSettings | ChecksConfig))}
         return _plain({**fields, **(node.model_extra or {})})
     if isinstance(node, dict):
         return {str(k): _plain(v) for k, v in node.items()}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,23 @@ def test_an_unexpected_error_is_withheld_not_a_traceback(monkeypatch):
     assert "Jane" not in result.output and "Traceback" not in result.output
     monkeypatch.setenv("CAREKPI_DEBUG", "1")
     assert isinstance(CliRunner().invoke(group, ["boom"]).exception, ValueError)
+
+
+@pytest.mark.parametrize("checks, key, message", [
+    ({"schedul": "1h"}, "checks.schedul", "unknown key"),
+    ({"schedule": "hourly"}, "checks.schedule", "'hourly'"),
+    ({"rules": {"appointments.colour": {"enabled": False}}}, "checks.rules.appointments.colour",
+     "unknown check"),
+    ({"required": {"calls": ["id"]}}, "checks.required.calls",
+     "entity 'calls' is not mapped (mapped: appointments)"),
+])
+def test_config_validate_checks_the_checks_section_strictly(checks, key, message, tmp_path):
+    """A typo under checks: used to pass validation and silently turn scheduled checks off."""
+    path = tmp_path / "carekpi.yaml"
+    path.write_text(json.dumps({
+        "version": 1, "sources": {"main": {"url": "sqlite:///x.db"}},
+        "entities": {"appointments": {"source": "main", "table": "appt",
+                                      "fields": {"id": "appt_id"}}},
+        "checks": checks}))
+    line = one_line_exit_2(["config", "validate", "--offline", "--config", str(path)])
+    assert line.startswith(f"carekpi: {path}: {key}: ") and message in line, line

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from checks import batches
-from checks import config as checks_config
 from collectors import evaluate
 from collectors.validate import check_live
 from kpis import config as config_module
@@ -45,7 +44,7 @@ def test_a_query_ending_in_semicolon_serves_kpis_validation_and_checks(db_url):
         assert got == expected and got
         assert not [f for f in check_live(config, opened) if f.level == "error"]
         engine = opened["main"]
-        query = batches.check_query(config, checks_config.load(config), "appointments",
+        query = batches.check_query(config, config.checks, "appointments",
                                     engine.dialect, None)
         with engine.connect() as conn:
             rows = conn.execute(sa.text(query)).all()

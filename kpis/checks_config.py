@@ -20,15 +20,15 @@ checks:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kpis import model
-from kpis.config import Config
 from kpis.durations import Duration
 from kpis.durations import parse as parse_duration
-from kpis.errors import ConfigError
 
 Severity = Literal["error", "warning"]
 SUITES = ("completeness", "conformance", "plausibility", "freshness", "custom")
@@ -131,66 +131,57 @@ class ChecksConfig(_Strict):
         return REQUIRED_FIELDS.get(entity, ("id",))
 
 
-def load(config: Config) -> ChecksConfig:
-    """Validate ``config.checks`` against the mapping; ConfigError names the dotted key."""
-    try:
-        checks = ChecksConfig.model_validate(config.checks)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = ".".join(str(p) for p in ("checks", *error.get("loc", ())))
-        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        if error.get("type") == "extra_forbidden":
-            message = "unknown key"
-        raise ConfigError(config.path, loc, message) from None
-    _cross_check(config, checks)
-    return checks
+class Invalid(ValueError):
+    """A ``checks:`` setting that contradicts the mapping; ``loc`` is its dotted key."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
-def _cross_check(config: Config, checks: ChecksConfig) -> None:
-    file = config.path
+def cross_check(checks: ChecksConfig, entities: Mapping[str, Any]) -> None:
+    """The section against the mapping (``entities``: name -> Entity); raises :class:`Invalid`."""
     for entity, fields in checks.required.items():
-        _known_entity(config, entity, f"checks.required.{entity}")
+        _known_entity(entities, entity, ("required", entity))
         for name in fields:
             if name not in model.entity_fields(entity):
-                raise ConfigError(file, f"checks.required.{entity}", f"{name!r} is not a field")
+                raise Invalid(("checks", "required", entity), f"{name!r} is not a field")
     for entity, formats in checks.formats.items():
-        _known_entity(config, entity, f"checks.formats.{entity}")
+        _known_entity(entities, entity, ("formats", entity))
         for name, pattern in formats.items():
-            if name not in config.entities[entity].fields:
-                raise ConfigError(file, f"checks.formats.{entity}.{name}", "field not mapped")
-            _regex(file, f"checks.formats.{entity}.{name}", pattern)
+            if name not in entities[entity].fields:
+                raise Invalid(("checks", "formats", entity, name), "field not mapped")
+            _regex(("checks", "formats", entity, name), pattern)
     for key in checks.rules:
         entity, _, check = key.rpartition(".")
         if check not in BUILTIN_CHECKS:
-            raise ConfigError(file, f"checks.rules.{key}",
-                              f"unknown check; one of {', '.join(BUILTIN_CHECKS)}")
+            raise Invalid(("checks", "rules", key),
+                          f"unknown check; one of {', '.join(BUILTIN_CHECKS)}")
         if entity:
-            _known_entity(config, entity, f"checks.rules.{key}")
+            _known_entity(entities, entity, ("rules", key))
     seen: set[tuple[str, str, str]] = set()
     for index, custom in enumerate(checks.custom):
-        _known_entity(config, custom.entity, f"checks.custom.{index}.entity")
+        _known_entity(entities, custom.entity, ("custom", str(index), "entity"))
         ident = (custom.entity, custom.check, repr(sorted(custom.kwargs.items())))
         if ident in seen:
-            raise ConfigError(file, f"checks.custom.{index}", "duplicate check; give it a name")
+            raise Invalid(("checks", "custom", str(index)), "duplicate check; give it a name")
         seen.add(ident)
 
 
-def _known_entity(config: Config, entity: str, key: str) -> None:
-    if entity not in config.entities:
-        mapped = ", ".join(sorted(config.entities)) or "none"
-        raise ConfigError(config.path, key, f"entity {entity!r} is not mapped (mapped: {mapped})")
+def _known_entity(entities: Mapping[str, Any], entity: str, loc: tuple[str, ...]) -> None:
+    if entity not in entities:
+        mapped = ", ".join(sorted(entities)) or "none"
+        raise Invalid(("checks", *loc), f"entity {entity!r} is not mapped (mapped: {mapped})")
 
 
-def _regex(file: str, key: str, pattern: str) -> None:
-    import re
-
+def _regex(loc: tuple[str, ...], pattern: str) -> None:
     if pattern in FORMATS:
         return
     try:
         re.compile(pattern)
     except re.error as exc:
-        raise ConfigError(file, key, f"not a format name ({', '.join(FORMATS)}) "
-                                     f"nor a valid regex: {exc}") from None
+        raise Invalid(loc, f"not a format name ({', '.join(FORMATS)}) "
+                           f"nor a valid regex: {exc}") from None
 
 
 def format_regex(pattern: str) -> str:
