@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from kpis import catalog, effective
 from kpis.catalog import Kpi
 from kpis.config import Config
-from kpis.durations import parse as parse_duration
-from kpis.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -52,10 +50,6 @@ def kpi_rules(config: Config | None) -> tuple[KpiRules, ...]:
 
 def check_schedule(config: Config | None) -> float | None:
     """Seconds between scheduled check runs (``checks.schedule``), if configured."""
-    if config is None or not config.checks.get("schedule"):
+    if config is None or config.checks.schedule is None:
         return None
-    raw = config.checks["schedule"]
-    try:
-        return parse_duration(raw).seconds
-    except ValueError as exc:
-        raise ConfigError(config.path, "checks.schedule", str(exc)) from None
+    return config.checks.schedule.seconds

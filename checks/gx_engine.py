@@ -43,3 +43,13 @@ def verify(datasource: Any, engine: sa.Engine) -> None:
             datasource.get_execution_engine().engine is not engine):
         raise CareKPIError("Great Expectations did not take CareKPI's read-only engine; "
                            "the checks do not run on an unprotected connection (a CareKPI bug)")
+
+
+def release(datasource: Any) -> None:
+    """Return the connection GX's execution engine holds on to (for SQLite's temporary tables,
+    which the checks do not use) to the pool, which is bounded."""
+    execution = datasource._execution_engine
+    connection = getattr(execution, "_connection", None)
+    if connection is not None:
+        connection.close()
+        execution._connection = None

@@ -178,30 +178,33 @@ def _run_entity(gx: Any, context: Any, config: Config, checks: checks_config.Che
     log.debug("checking %s with %d checks", name, len(work))
     source = config.entities[name].source
     datasource = gx_engine.sql_datasource(context, f"{source}__{name}", engine)
-    asset = datasource.add_query_asset(name, query=query)
-    gx_engine.verify(datasource, engine)
-    batch = asset.add_batch_definition_whole_table("all").get_batch()
-    suite = gx.ExpectationSuite(name=f"carekpi_{name}")
-    for _, _, expectation in work:
-        suite.add_expectation(expectation)
-    started = time.perf_counter()
     try:
-        validation = batch.validate(suite, result_format=RESULT_FORMAT)
-    except Exception as exc:  # GX or the driver; the message may quote values
-        raise CareKPIError(f"checks of {name} failed on source {source}: "
-                           f"{type(exc).__name__} (details withheld: may contain patient data)"
-                           ) from None
-    elapsed = (time.perf_counter() - started) / max(len(work), 1)
-    outcomes = {(o.expectation_config.meta or {}).get("carekpi"): o for o in validation.results}
-    results = []
-    for index, spec, expectation in work:
-        if index not in outcomes:
-            raise CareKPIError(f"GX returned no result for {name} {spec.check} (a CareKPI bug)")
-        result = _result(spec, outcomes[index], now, elapsed, config.entities[name].timezone)
-        if show_failing_keys and not result.passed and result.error is None:
-            result = _with_keys(result, _failing_keys(batch, expectation))
-        results.append(result)
-    return results
+        asset = datasource.add_query_asset(name, query=query)
+        gx_engine.verify(datasource, engine)
+        batch = asset.add_batch_definition_whole_table("all").get_batch()
+        suite = gx.ExpectationSuite(name=f"carekpi_{name}")
+        for _, _, expectation in work:
+            suite.add_expectation(expectation)
+        started = time.perf_counter()
+        try:
+            validation = batch.validate(suite, result_format=RESULT_FORMAT)
+        except Exception as exc:  # GX or the driver; the message may quote values
+            raise CareKPIError(f"checks of {name} failed on source {source}: "
+                               f"{type(exc).__name__} (details withheld: may contain patient data)"
+                               ) from None
+        elapsed = (time.perf_counter() - started) / max(len(work), 1)
+        outcomes = {(o.expectation_config.meta or {}).get("carekpi"): o for o in validation.results}
+        results = []
+        for index, spec, expectation in work:
+            if index not in outcomes:
+                raise CareKPIError(f"GX returned no result for {name} {spec.check} (a CareKPI bug)")
+            result = _result(spec, outcomes[index], now, elapsed, config.entities[name].timezone)
+            if show_failing_keys and not result.passed and result.error is None:
+                result = _with_keys(result, _failing_keys(batch, expectation))
+            results.append(result)
+        return results
+    finally:  # GX keeps a SQLite connection per datasource; give it back to the pool
+        gx_engine.release(datasource)
 
 
 def _probe(config: Config, name: str, engine: sa.Engine) -> None:
