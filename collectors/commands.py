@@ -142,7 +142,7 @@ def collect(config_path: str, once: bool, as_of_text: str | None, fmt: str,
 
         click.echo(as_json(results, config, moment))
     else:
-        click.echo(prometheus_text(store, results), nl=False)
+        click.echo(prometheus_text(store, results, frozenset(keys) if keys else None), nl=False)
     entries = as_data(results, config, moment)["kpis"]
     failed = [e["id"] for e in entries if e["status"] == "error"
               or (keys and e["status"] == "unavailable")]
@@ -244,7 +244,7 @@ def _valid(config_path: str, config: config_module.Config) -> None:
         click.echo(f"{config_path}: warning: {note}", err=True)
 
 
-def prometheus_text(store: Any, results: list[Any]) -> str:
+def prometheus_text(store: Any, results: list[Any], only: frozenset[str] | None = None) -> str:
     """The exposition of one evaluation, as ``serve`` would render it."""
     from prometheus_client import CollectorRegistry, generate_latest
 
@@ -255,7 +255,7 @@ def prometheus_text(store: Any, results: list[Any]) -> str:
         store.put([result], config.sources[result.source].refresh_interval.seconds
                   if result.source in config.sources else 0.0)
     registry = CollectorRegistry()
-    registry.register(CareKpiCollector(store))
+    registry.register(CareKpiCollector(store, only))
     return generate_latest(registry).decode()
 
 

@@ -39,8 +39,9 @@ log = logging.getLogger("carekpi.exposition")
 
 
 class CareKpiCollector(Collector):
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, only: frozenset[str] | None = None) -> None:
         self.store = store
+        self.only = only  # KPI keys whose targets to export (collect --kpi); None: all
         self._lock = threading.Lock()
         self._cached: tuple[int, list[Metric]] | None = None
         # A KPI whose results did not change keeps its family objects (which CachedExposition
@@ -111,7 +112,8 @@ class CareKpiCollector(Collector):
         config = self.store.config
         for kpi in catalog.load():
             goal = effective.target(kpi, config)
-            if goal is None or not effective.enabled(kpi, config):
+            if goal is None or not effective.enabled(kpi, config) or (
+                    self.only is not None and kpi.key not in self.only):
                 continue
             plain.add_metric([kpi.key], goal.value)
             clinics = sorted({c.label(names.CLINIC) or "" for r in results

@@ -75,6 +75,8 @@ def test_kpi_by_id_or_key_prints_only_that_kpi(tmp_path: Path, sqlite_known: str
                   and not line.startswith(("carekpi_source", "carekpi_build", "carekpi_label"))}
     assert kpi_series == {"carekpi_call_abandonment_numerator",
                           "carekpi_call_abandonment_denominator"}
+    kpis = {part.split('"')[0] for part in text.split('kpi="')[1:]}
+    assert kpis == {"call_abandonment"}
 
 
 def test_a_kpi_typo_lists_the_valid_ones(tmp_path: Path, sqlite_known: str) -> None:
