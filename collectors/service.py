@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
 from collectors import landing
-from collectors.exposition import CachedExposition, CareKpiCollector
+from collectors.body_cache import CachedExposition
+from collectors.exposition import CareKpiCollector
 from collectors.opening_hours import OpeningHoursCollector
 from collectors.scheduler import Scheduler
 from collectors.store import Store
@@ -92,12 +93,13 @@ class Exporter:
         for collector in self.extra_collectors:
             self.registry.register(collector)
         self.server: WebServer | None = None
+        self.bodies: CachedExposition | None = None
 
     def start(self, bind: str, port: int, web_config: WebConfig | None = None) -> WebServer:
         versioned = [self.store, *(c for c in self.extra_collectors if hasattr(c, "version"))]
         front: Any = self.registry
         if len(versioned) == 1 + len(self.extra_collectors):
-            front = CachedExposition(self.registry, versioned)
+            front = self.bodies = CachedExposition(self.registry, versioned)
         self.server = start_server(front, bind, port, web_config,
                                    landing=lambda links: landing.page(self.store, links))
         self.scheduler.start()
@@ -106,6 +108,8 @@ class Exporter:
         return self.server
 
     def stop(self) -> None:
+        if self.bodies is not None:
+            self.bodies.close()
         if self.server is not None:
             self.server.shutdown()
         self.scheduler.stop()

@@ -222,7 +222,8 @@ def test_cached_exposition_is_byte_identical_to_prometheus_client(sqlite_known: 
     from prometheus_client.exposition import choose_encoder
 
     from collectors import evaluate
-    from collectors.exposition import CachedExposition, CareKpiCollector
+    from collectors.body_cache import CachedExposition
+    from collectors.exposition import CareKpiCollector
     from collectors.store import Store
     from kpis.db.engines import create_all as create_engines
     from kpis.snapshot import Cell, KpiResult
@@ -269,7 +270,8 @@ def test_a_format_nobody_scrapes_any_more_is_dropped_from_the_cache(sqlite_known
     from prometheus_client.exposition import choose_encoder
 
     from collectors import evaluate
-    from collectors.exposition import CachedExposition, CareKpiCollector
+    from collectors.body_cache import CachedExposition
+    from collectors.exposition import CareKpiCollector
     from collectors.store import Store
     from kpis.db.engines import create_all as create_engines
 

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from collectors import web_front
-from collectors.exposition import CachedExposition
+from collectors.body_cache import CachedExposition
 from collectors.web import OPENMETRICS, WebServer, load_web_config, start_server
 
 PASSWORD = "s3cret-scrape"
