@@ -107,7 +107,7 @@ def _wait_until_ready(base: str, demo: subprocess.Popen, prometheus: subprocess.
                       work: Path) -> None:
     """Until every KPI refreshed once and Prometheus has scraped it (and rates have 2 points)."""
     deadline = time.monotonic() + READY_TIMEOUT
-    attempted = scraped = checked = []
+    attempted = scraped = checked = windows = []
     while time.monotonic() < deadline:
         for name, process in (("demo", demo), ("prometheus", prometheus)):
             if process.poll() is not None:
@@ -116,23 +116,29 @@ def _wait_until_ready(base: str, demo: subprocess.Popen, prometheus: subprocess.
         try:
             # Every KPI has been attempted once (kpi_up exists for failures too) ...
             attempted = _query(base, "count(carekpi_kpi_up)")
+            # ... every window of every KPI too (each window group refreshes on its own) ...
+            windows = _query(base, "count(carekpi_kpi_last_success_timestamp_seconds)")
             # ... and scraped for a while, so that rate() has points.
             scraped = _query(base, "count_over_time(carekpi_build_info[1m]) and on () "
                                    "min_over_time(up[5s]) == 1")
             # ... and the demo's first data-quality run has finished.
             checked = _query(base, "count(carekpi_check_passed)")
         except OSError:
-            attempted, scraped, checked = [], [], []
+            attempted, scraped, checked, windows = [], [], [], []
         if attempted and float(attempted[0]["value"][1]) >= len(catalog.load()) and \
+                windows and float(windows[0]["value"][1]) >= KPI_WINDOWS and \
                 scraped and float(scraped[0]["value"][1]) >= 5 and checked:
             time.sleep(3)  # the last refreshes' samples and the recording rules land
             return
         time.sleep(1)
     log = (work / "demo.log").read_text(errors="replace")[-2000:]
     pytest.fail(f"the demo was not ready within {READY_TIMEOUT:.0f}s (KPIs refreshed: "
-                f"{attempted}, scraped: {scraped}, checks run: {bool(checked)}):\n{log}")
+                f"{attempted}, windows refreshed: {windows} of {KPI_WINDOWS}, scraped: "
+                f"{scraped}, checks run: {bool(checked)}):\n{log}")
 
 
+# (kpi, window) pairs with a last-success time: 4 default windows, one for "now" values.
+KPI_WINDOWS = sum(1 if k.kind in ("backlog", "freshness") else 4 for k in catalog.load())
 QUERIES = [(d["uid"], p, t) for d in build.dashboards() for p, t in inventory.queries(d)]
 
 
