@@ -1,4 +1,4 @@
-"""Built-in suites derived from the mapping (KPIS.md D1-D5) plus the user's custom checks.
+"""Built-in suites derived from the mapping (Kahn et al. 2016) plus the user's custom checks.
 
 A :class:`CheckSpec` names one GX expectation over the entity's check query (see
 :mod:`checks.batches`), whose columns are the logical field names plus a few derived columns

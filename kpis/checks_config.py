@@ -8,7 +8,7 @@ checks:
   future_tolerance: 5m        # clock skew allowed before a timestamp counts as "in the future"
   required: {appointments: [id, clinic, start, created, status]}   # replaces the built-in list
   formats: {calls: {caller_ref: phone}}                            # phone or a regex
-  rules:                      # thresholds and severities of the built-in checks (KPIS.md D1-D5)
+  rules:                      # thresholds and severities of the built-in checks (Kahn et al.)
     completeness: {threshold: 0.98, severity: error}
     freshness: {severity: error}
     appointments.time_order: {enabled: false}
@@ -33,7 +33,8 @@ from kpis.durations import parse as parse_duration
 Severity = Literal["error", "warning"]
 SUITES = ("completeness", "conformance", "plausibility", "freshness", "custom")
 
-# Built-in check -> (suite, default threshold, default severity). Thresholds from KPIS.md.
+# Built-in check -> (suite, default threshold, default severity), in the Kahn et al. (2016)
+# data-quality dimensions; D5 is the catalog's freshness KPI (`carekpi kpis show D5`).
 BUILTIN_CHECKS: dict[str, tuple[str, float, Severity]] = {
     "completeness": ("completeness", 0.98, "error"),  # D1, per required field
     "record_completeness": ("completeness", 0.95, "error"),  # D2
