@@ -47,7 +47,12 @@ def build_command(config_path: str | None, out_dir: str, runbook_url: str, fmt: 
     """
     from dashboards import build, configmap
 
-    files = build.build_files(_config(config_path), runbook_base=runbook_url)
+    config = _config(config_path)
+    if "://" not in runbook_url:
+        click.echo(f"carekpi: warning: --runbook-url {runbook_url} is not an absolute URL: "
+                   "Grafana resolves panel links against its own address, so the runbook links "
+                   "will not open; pass the URL of your published RUNBOOK.md", err=True)
+    files = build.build_files(config, runbook_base=runbook_url)
     if fmt == "configmap":
         files = configmap.build_file(files, namespace=namespace)
     written = build.write_texts(files, out_dir)

@@ -145,10 +145,20 @@ def test_provisioning_dashboard_provider():
 
 
 def test_cli_build_writes_the_files(tmp_path):
-    result = CliRunner().invoke(dashboards_group, ["build", "--out", str(tmp_path / "d")])
+    result = CliRunner().invoke(dashboards_group, [
+        "build", "--out", str(tmp_path / "d"), "--runbook-url", "https://wiki.example.org/RB.md"])
     assert result.exit_code == 0, result.output
     assert len(result.output.splitlines()) == len(build.BUILDERS)
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == sorted(build.build_files())
+    overview = (tmp_path / "d" / "carekpi-overview.json").read_text()
+    assert "https://wiki.example.org/RB.md#" in overview
+
+
+def test_cli_build_warns_that_relative_runbook_links_break_in_grafana(tmp_path):
+    result = CliRunner().invoke(dashboards_group, ["build", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.output.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "not an absolute URL" in warning[0]
 
 
 def test_cli_build_with_a_bad_config_exits_2_with_one_line(tmp_path):
