@@ -20,6 +20,7 @@ import click
 from kpis import __version__, catalog
 from kpis import config as config_module
 from kpis.commandline import as_of, config_option, log, log_option, setup_logging
+from kpis.demo.world import HISTORY_DAYS
 from kpis.errors import CareKPIError
 
 DEFAULT_PORT = 9880
@@ -73,12 +74,15 @@ def commands(extra_collectors: ExtraCollectors) -> list[click.Command]:
     @click.option("--refresh-interval", default="15s", show_default=True,
                   help="How often the demo refreshes its KPIs.")
     @click.option("--reseed", is_flag=True, help="Seed again even when the database is recent.")
+    @click.option("--days", default=HISTORY_DAYS, show_default=True, type=click.IntRange(7, 366),
+                  help="Days of history to generate (a week seeds in seconds).")
     @click.option("--no-checks", is_flag=True,
                   help="Do not run the data-quality checks (by default hourly, first at start).")
     @log_option
     def demo(port: int, bind: str, url: str | None, incidents: tuple[str, ...],
              list_incidents: bool, seed_only: bool, config_out: str | None,
-             refresh_interval: str, reseed: bool, no_checks: bool, log_level: str) -> None:
+             refresh_interval: str, reseed: bool, days: int, no_checks: bool,
+             log_level: str) -> None:
         """Seed a database of realistic synthetic data and serve its KPIs.
 
         \b
@@ -90,7 +94,7 @@ def commands(extra_collectors: ExtraCollectors) -> list[click.Command]:
         """
         setup_logging(log_level)
         config = _demo_config(url, incidents, list_incidents, seed_only, config_out,
-                              refresh_interval, reseed, no_checks)
+                              refresh_interval, reseed, days, no_checks)
         if config is not None:
             run_exporter(config, bind, port, None, extra_collectors(config),
                          banner="carekpi demo: ")
@@ -290,12 +294,12 @@ def _default_demo_url() -> str:
 
 def _demo_config(url: str | None, incidents: tuple[str, ...], list_incidents: bool,
                  seed_only: bool, config_out: str | None, refresh_interval: str, reseed: bool,
-                 no_checks: bool) -> config_module.Config | None:
+                 days: int, no_checks: bool) -> config_module.Config | None:
     """Seed (or reuse) the demo database; the config to serve, or None when done."""
     import yaml
 
     from kpis import demo as demo_data
-    from kpis.demo.world import FUTURE_DAYS, HISTORY_DAYS
+    from kpis.demo.world import FUTURE_DAYS
     from kpis.durations import parse as parse_duration
 
     if list_incidents:
@@ -308,10 +312,10 @@ def _demo_config(url: str | None, incidents: tuple[str, ...], list_incidents: bo
     now = datetime.now(UTC)
     summary = None if reseed else demo_data.existing(url)
     if summary is None or sorted(summary.incidents) != sorted(incidents) or (
-            now - summary.now).total_seconds() > DEMO_REUSE_SECONDS:
-        click.echo(f"carekpi demo: seeding {HISTORY_DAYS} days of synthetic data (and "
+            now - summary.now).total_seconds() > DEMO_REUSE_SECONDS or summary.days != days:
+        click.echo(f"carekpi demo: seeding {days} days of synthetic data (and "
                    f"{FUTURE_DAYS} days of bookings ahead) ...", err=True)
-        summary = demo_data.seed(url, now=now, incidents=incidents)
+        summary = demo_data.seed(url, now=now, incidents=incidents, days=days)
     text = demo_data.config_yaml(url)
     if config_out:
         try:

@@ -70,8 +70,10 @@ Planter = tuple[str, str, Callable[[Row], bool], int, Callable[[Row], None]]
 
 
 def plant(world: World, tables: dict[str, list[Row]]) -> None:
-    """Apply each defect to distinct, otherwise clean rows 20-60 days old."""
-    low, high = world.now - timedelta(days=60), world.now - timedelta(days=20)
+    """Apply each defect to distinct, otherwise clean rows 20-60 days old (with less history,
+    from the first third of it to its start)."""
+    span = min(60.0, float(world.history_days))
+    low, high = world.now - timedelta(days=span), world.now - timedelta(days=span / 3)
 
     def visit(row: Row) -> bool:
         return bool(row["appt_status"] == "CMP" and not row["is_telehealth"]

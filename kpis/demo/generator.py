@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from kpis.demo import appointments, contacts, dirty, incidents, schema, surveys
 from kpis.demo import fake_identities as fake
 from kpis.demo.clinics import CLINICS, local_date, to_utc
-from kpis.demo.world import Row, World
+from kpis.demo.world import HISTORY_DAYS, Row, World
 
 FRESH_WITHIN = timedelta(minutes=50)
 # Local table -> the column whose newest value is the entity's freshness.
@@ -43,10 +43,11 @@ def utc_now(now: datetime) -> datetime:
     return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
-def generate(now: datetime, *, incidents_on: Sequence[str] = (), seed: int = 7) -> DemoData:
+def generate(now: datetime, *, incidents_on: Sequence[str] = (), seed: int = 7,
+             days: int = HISTORY_DAYS) -> DemoData:
     active = incidents.check(incidents_on)
     aware = utc_now(now)
-    world = World(random.Random(seed), aware.replace(tzinfo=None), active, seed)
+    world = World(random.Random(seed), aware.replace(tzinfo=None), active, seed, days)
     appts, follow_ups = appointments.generate(world)
     world.stream("messages")
     messages = contacts.messages(world)

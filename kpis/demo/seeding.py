@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from kpis.demo import database, generator, incidents, schema
-from kpis.demo.world import Row
+from kpis.demo.world import HISTORY_DAYS, Row
 from kpis.errors import CareKPIError
 from kpis.secrets import mask_url
 
@@ -28,6 +28,7 @@ class SeedSummary:
     rows: dict[str, int] = field(default_factory=dict)  # local table -> rows
     generate_seconds: float = 0.0
     insert_seconds: float = 0.0
+    days: int = HISTORY_DAYS  # of history
 
 
 def _error(url: str, exc: Exception) -> CareKPIError:
@@ -62,11 +63,11 @@ def _insert(conn: sa.Connection, table: sa.Table, rows: list[Row]) -> None:
     conn.exec_driver_sql(statement, [tuple(_sqlite_value(r[n]) for n in names) for r in rows])
 
 
-def seed(url: str, *, now: datetime, incidents: Sequence[str] = (), seed: int = 7
-         ) -> SeedSummary:
+def seed(url: str, *, now: datetime, incidents: Sequence[str] = (), seed: int = 7,
+         days: int = HISTORY_DAYS) -> SeedSummary:
     """Drop the demo tables if present, create them, insert the generated rows."""
     started = time.perf_counter()
-    data = generator.generate(now, incidents_on=incidents, seed=seed)
+    data = generator.generate(now, incidents_on=incidents, seed=seed, days=days)
     generated = time.perf_counter()
     try:
         engine = _engine(url)
@@ -84,13 +85,14 @@ def seed(url: str, *, now: datetime, incidents: Sequence[str] = (), seed: int = 
                     {"meta_key": "now", "meta_value": data.now.isoformat()},
                     {"meta_key": "incidents", "meta_value": ",".join(data.incidents)},
                     {"meta_key": "seed", "meta_value": str(seed)},
+                    {"meta_key": "days", "meta_value": str(days)},
                 ])
         finally:
             engine.dispose()
     except (sa.exc.SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
         raise _error(url, exc) from None
     return SeedSummary(mask_url(url), data.now, data.incidents, seed, data.counts(),
-                       generated - started, time.perf_counter() - generated)
+                       generated - started, time.perf_counter() - generated, days)
 
 
 def _create_if_missing(engine: sa.Engine) -> None:
@@ -139,4 +141,5 @@ def existing(url: str) -> SeedSummary | None:
     names = tuple(n for n in meta.get("incidents", "").split(",") if n)
     incidents.check(names)
     return SeedSummary(mask_url(url), datetime.fromisoformat(meta["now"]), names, int(meta["seed"]),
-                       {k: int(v) for k, v in rows.items()})
+                       {k: int(v) for k, v in rows.items()},
+                       days=int(meta.get("days", HISTORY_DAYS)))

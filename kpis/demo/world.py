@@ -24,13 +24,14 @@ class World:
     now: datetime  # naive UTC
     incidents: frozenset[str]
     seed: int = 7
+    history_days: int = HISTORY_DAYS  # the size knob: a week of history proves most points
     clock: BusinessClock = field(init=False)
     first_day: date = field(init=False)
     last_day: date = field(init=False)
     _ids: dict[str, Iterator[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.first_day = local_date(self.now - timedelta(days=HISTORY_DAYS))
+        self.first_day = local_date(self.now - timedelta(days=self.history_days))
         self.last_day = local_date(self.now + timedelta(days=FUTURE_DAYS))
         self.clock = BusinessClock(set(holidays_between(self.first_day, self.last_day)))
 
@@ -41,7 +42,7 @@ class World:
 
     @property
     def start(self) -> datetime:
-        return self.now - timedelta(days=HISTORY_DAYS)
+        return self.now - timedelta(days=self.history_days)
 
     def next_id(self, table: str) -> int:
         return next(self._ids.setdefault(table, itertools.count(1)))
