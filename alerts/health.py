@@ -113,12 +113,31 @@ def exporter_absent_alert(job: str, runbook_base: str) -> Rule:
     }
 
 
+def duplicate_shard_alert(job: str, runbook_base: str) -> Rule:
+    """Two exporters serving the same shard (or two unsharded ones) export every count twice:
+    every sum in every rule and dashboard doubles."""
+    name = names.ALERT_DUPLICATE_SHARD
+    info = selector(f"{names.BUILD_INFO}_info", job=job)
+    return {
+        "alert": name,
+        "expr": f"count by (job, shard) ({info}) > 1",
+        "for": "5m",
+        "labels": labels.fixed("critical", job, clinic=ALL, kpi=ALL, source=ALL),
+        "annotations": runbook.rule_annotations(
+            name, "Two CareKPI exporters serve the same shard: every KPI count is doubled.",
+            "{{ $value | printf \"%.0f\" }} exporters of job {{ $labels.job }} serve shard "
+            "{{ $labels.shard }}; "
+            "sums over them count every record twice. Run one exporter per shard.",
+            runbook_base),
+    }
+
+
 def health_alerts(items: tuple[KpiRules, ...], calendar: Calendar | None, job: str,
                   runbook_base: str) -> list[Rule]:
     rules = [stale_feed_alert(i, calendar, runbook_base, job) for i in items
              if i.kpi.kind == "freshness"]
     rules += [refresh_stale_alert(runbook_base, job), source_down_alert(runbook_base, job),
               suspect_alert(runbook_base, job),
-              exporter_absent_alert(job, runbook_base)]
+              exporter_absent_alert(job, runbook_base), duplicate_shard_alert(job, runbook_base)]
     return rules
 

@@ -126,6 +126,19 @@ def data_quality_tests(config: Config | None, job: str, runbook_base: str) -> li
     inputs = [{"series": names.CHECK_LAST_RUN, "values": f"0+0x{late + 5}"}]
     return [*tests, _cases(not_run["alert"], inputs, [
         (f"{limit - 5}m", []), (f"{late}m", [_firing(not_run, {}, late * 60.0)])])]
+def duplicate_shard_tests(job: str, runbook_base: str) -> list[Test]:
+    """Two exporters of shard 1/2: fires; shards 1/2 and 2/2, one each: silent."""
+    rule = health.duplicate_shard_alert(job, runbook_base)
+    name, info = rule["alert"], f"{names.BUILD_INFO}_info"
+
+    def exporter(instance: str, shard: str) -> dict[str, str]:
+        return series(info, 1, 15, job=job, instance=instance, shard=shard, version="0.1.0")
+
+    twice = [exporter("a:9880", "1/2"), exporter("b:9880", "1/2"), exporter("c:9880", "2/2")]
+    once = [exporter("a:9880", "1/2"), exporter("c:9880", "2/2")]
+    fired = _firing(rule, {"job": job, "shard": "1/2"}, 2.0)
+    return [_cases(name + " twice", twice, [("3m", []), ("10m", [fired])], name),
+            _cases(name + " once", once, [("10m", [])], name)]
 
 
 def _cases(name: str, inputs: list[dict[str, str]], cases: list[tuple[str, list[Any]]],
@@ -159,7 +172,7 @@ def health_tests(config: Config | None, job: str, runbook_base: str) -> list[Tes
              for t in stale_feed_tests(i, calendar, runbook_base, job)]
     tests += [refresh_stale_test(runbook_base, job), source_down_test(runbook_base, job),
               suspect_test(runbook_base, job),
-              *exporter_absent_tests(job, runbook_base)]
+              *exporter_absent_tests(job, runbook_base), *duplicate_shard_tests(job, runbook_base)]
     return tests
 
 

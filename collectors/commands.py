@@ -26,6 +26,19 @@ from kpis.errors import CareKPIError
 DEFAULT_PORT = 9880
 DEMO_REUSE_SECONDS = 3600
 ExtraCollectors = Callable[[config_module.Config], list[Any]]
+shard_option = click.option(
+    "--shard", metavar="I/N", help="Serve shard I of N of the refresh units (README: Running at "
+    "scale); overrides the config's shard.")
+
+
+def _load(config_path: str, shard: str | None) -> config_module.Config:
+    """The config, with ``--shard`` (when given) in place of its own shard."""
+    config = config_module.load(config_path)
+    if shard is None:
+        return config
+    from kpis.sharding import Shard
+
+    return config.model_copy(update={"shard": Shard.parse(shard)})
 
 
 def commands(extra_collectors: ExtraCollectors) -> list[click.Command]:
@@ -39,9 +52,10 @@ def commands(extra_collectors: ExtraCollectors) -> list[click.Command]:
     @click.option("--web-config", type=click.Path(dir_okay=False),
                   help="exporter-toolkit web-config.yml: TLS and basic auth for /metrics.")
     @strict_option
+    @shard_option
     @log_option
     def serve(config_path: str, port: int, bind: str, web_config: str | None, strict: bool,
-              log_level: str) -> None:
+              shard: str | None, log_level: str) -> None:
         """Serve KPI metrics for your databases, refreshed in the background.
 
         \b
@@ -49,7 +63,7 @@ def commands(extra_collectors: ExtraCollectors) -> list[click.Command]:
           carekpi serve --config carekpi.yaml --port 9880
         """
         setup_logging(log_level)
-        config = config_module.load(config_path)
+        config = _load(config_path, shard)
         for note in _unchecked_sql(config):
             log.warning("%s: %s", config_path, note)
         if strict:
@@ -57,7 +71,9 @@ def commands(extra_collectors: ExtraCollectors) -> list[click.Command]:
         else:  # in the background: a slow database does not hold up the start
             threading.Thread(target=_log_risks, args=(config_path, config), daemon=True,
                              name="carekpi-privileges").start()
-        run_exporter(config, bind, port, web_config, extra_collectors(config))
+        # Sharded, shard 1 alone runs the scheduled checks, so their series exist once.
+        extra = [] if config.shard and config.shard.index != 1 else extra_collectors(config)
+        run_exporter(config, bind, port, web_config, extra)
 
     @click.command()
     @click.option("--port", default=DEFAULT_PORT, show_default=True,
@@ -113,9 +129,11 @@ def commands(extra_collectors: ExtraCollectors) -> list[click.Command]:
               help="Only these KPIs, by key or id (no_show, A1; repeatable).")
 @click.option("--fail-on-breach", is_flag=True,
               help="Exit 1 when a KPI misses its target (cells under the minimum volume aside).")
+@shard_option
 @log_option
 def collect(config_path: str, once: bool, as_of_text: str | None, fmt: str,
-            only: tuple[str, ...], fail_on_breach: bool, log_level: str) -> None:
+            only: tuple[str, ...], fail_on_breach: bool, shard: str | None,
+            log_level: str) -> None:
     """Evaluate every KPI once and print the numbers.
 
     \b
@@ -133,7 +151,7 @@ def collect(config_path: str, once: bool, as_of_text: str | None, fmt: str,
     from kpis.db import engines
     from kpis.report import as_data
 
-    config = config_module.load(config_path)
+    config = _load(config_path, shard)
     moment = as_of(as_of_text)
     keys = [_kpi_key(ref) for ref in only]
     store = Store(config)

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from collectors.shards import Shard
 from kpis import secrets
 from kpis.errors import CareKPIError
+from kpis.sharding import Shard
 
 APP = "carekpi"
 PORT = 9880
@@ -158,8 +158,8 @@ def secret_command(raw: dict[str, Any], path: str, namespace: str | None = None)
     """The kubectl command that creates the Secret the Deployment mounts (values elided)."""
     names = check_urls(raw, path)
     literals = " ".join(f"--from-literal={n}-url='<SQLAlchemy URL of {n}>'" for n in names)
-    where = f" -n {namespace}" if namespace else ""
-    return f"kubectl{where} create secret generic {SECRET_NAME} {literals}"
+    where = f" --namespace={namespace}" if namespace else ""
+    return f"kubectl create secret generic {SECRET_NAME}{where} {literals}"
 
 
 def dump_all(documents: list[dict[str, Any]], what: str) -> str:

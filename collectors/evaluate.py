@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from collectors import access_plans, call_plans, response_plans
+from collectors import access_plans, call_plans, response_plans, shards
 from collectors.labels import LabelCaps
 from collectors.load import LoadMeter
 from collectors.plan import Context, Plan, at, with_exclusions
@@ -61,6 +61,12 @@ class Unit:
         windows = f"@{','.join(self.window_labels)}" if self.windows else ""
         return f"{self.entity or 'freshness'}/{kpis}{windows}"
 
+    @property
+    def cost(self) -> int:
+        """A rough size of the unit's query: its counted columns (histograms weigh their
+        buckets)."""
+        return sum(len(kpi.buckets) + 2 for kpi in self.kpis)
+
 
 def unavailable_reason(kpi: Kpi, config: Config) -> str | None:
     """Why a KPI cannot be computed from this mapping (None when it can)."""
@@ -73,9 +79,28 @@ def unavailable_reason(kpi: Kpi, config: Config) -> str | None:
 
 
 def units(config: Config, cadences: bool = True) -> list[Unit]:
-    """Refresh units in a stable order: mergeable KPIs share a unit. With ``cadences``, one
-    unit per group of windows sharing a refresh interval (kpis/cadence.py), each scanning only
-    its own range; without, one unit for all windows (``collect --once``)."""
+    """This shard's refresh units (every unit unsharded) in a stable order: mergeable KPIs
+    share a unit. With ``cadences``, one unit per group of windows sharing a refresh interval
+    (kpis/cadence.py), each scanning only its own range; without, one unit for all windows
+    (``collect --once``). A shard owns whole KPIs: all their windows' units."""
+    return _units(config, cadences, _owned(config))
+
+
+def all_units(config: Config, cadences: bool = False) -> list[Unit]:
+    """Every shard's units (what the shards are dealt)."""
+    return _units(config, cadences, None)
+
+
+def _owned(config: Config) -> set[tuple[str, str | None, str]] | None:
+    """(source, entity, KPI) this shard computes; None when unsharded."""
+    if config.shard is None or config.shard.whole:
+        return None
+    mine = shards.select(all_units(config), config.shard)
+    return {(u.source, u.entity, k.key) for u in mine for k in u.kpis}
+
+
+def _units(config: Config, cadences: bool, owned: set[tuple[str, str | None, str]] | None
+           ) -> list[Unit]:
     grouped: dict[tuple[Any, ...], list[Kpi]] = {}
     for kpi in catalog.load():
         if not effective.enabled(kpi, config) or unavailable_reason(kpi, config):
@@ -83,6 +108,8 @@ def units(config: Config, cadences: bool = True) -> list[Unit]:
         if kpi.kind == "freshness":
             continue
         source = config.entities[kpi.entity].source
+        if owned is not None and (source, kpi.entity, kpi.key) not in owned:
+            continue
         for interval, windows in _cadences(config, kpi, source, cadences):
             key = (source, kpi.entity, interval, windows, *_merge_key(kpi))
             grouped.setdefault(key, []).append(kpi)
@@ -90,6 +117,8 @@ def units(config: Config, cadences: bool = True) -> list[Unit]:
     freshness = catalog.get("freshness")
     if effective.enabled(freshness, config):
         for source in sorted({e.source for e in config.entities.values()}):
+            if owned is not None and (source, None, freshness.key) not in owned:
+                continue
             out.append(Unit(source, None, (freshness,),
                             config.sources[source].refresh_interval.seconds))
     return out
@@ -202,7 +231,9 @@ def _failed(unit: Unit, kpi: Kpi, as_of: datetime, exc: BaseException, started: 
 def unavailable(config: Config, as_of: datetime) -> list[KpiResult]:
     """Results for the KPIs this mapping cannot compute, with the reason."""
     out = []
-    for kpi in catalog.load():
+    for position, kpi in enumerate(catalog.load()):
+        if not shards.owns_position(position, config.shard):
+            continue
         reason = unavailable_reason(kpi, config)
         if reason and effective.enabled(kpi, config):
             out.append(KpiResult(kpi, "", as_of, unavailable=reason))

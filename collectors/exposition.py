@@ -30,6 +30,7 @@ from collectors.store import Store
 from kpis import __version__, catalog, effective, names
 from kpis.catalog import Kpi
 from kpis.durations import format_seconds
+from kpis.sharding import Shard
 from kpis.snapshot import EXCLUDED, KpiResult, with_empty_windows
 
 log = logging.getLogger("carekpi.exposition")
@@ -107,10 +108,15 @@ class CareKpiCollector(Collector):
             labels=[names.KPI, names.CLINIC])
         plain = GaugeMetricFamily(names.KPI_TARGET, "", labels=[names.KPI])
         config = self.store.config
+        # A shard exports the targets of its own KPIs only, so shards never repeat a series.
+        mine = None if config.shard is None or config.shard.whole else {
+            r.kpi.key for r in results}
         for kpi in catalog.load():
             goal = effective.target(kpi, config)
             if goal is None or not effective.enabled(kpi, config) or (
                     self.only is not None and kpi.key not in self.only):
+                continue
+            if mine is not None and kpi.key not in mine:
                 continue
             plain.add_metric([kpi.key], goal.value)
             clinics = sorted({c.label(names.CLINIC) or "" for r in results
@@ -126,7 +132,7 @@ class CareKpiCollector(Collector):
         store = self.store
         up = GaugeMetricFamily(names.SOURCE_UP, "Source reachable (1) or not (0) at its last "
                                "health check.", labels=[names.SOURCE])
-        for source, ok in sorted(store.source_up().items()):
+        for source, ok in sorted(store.exported_source_up().items()):
             up.add_metric([source], 1.0 if ok else 0.0)
         yield up
         labels = [names.KPI, names.SOURCE]
@@ -174,7 +180,8 @@ class CareKpiCollector(Collector):
             folded.add_metric([label], count)
         yield folded
         info = InfoMetricFamily(names.BUILD_INFO, "CareKPI build information.")
-        info.add_metric([], {"version": __version__})
+        info.add_metric([], {"version": __version__,
+                             "shard": str(store.config.shard or Shard())})
         yield info
 
 

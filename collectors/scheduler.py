@@ -194,17 +194,12 @@ class Scheduler:
                 self._push(now, "unit", i)
 
 
-def _cost(unit: Unit) -> int:
-    """A rough size of a unit's query: its counted columns (histograms weigh their buckets)."""
-    return sum(len(kpi.buckets) + 2 for kpi in unit.kpis)
-
-
 def _start_order(units: list[Unit], pool_sizes: dict[str, int]) -> list[int]:
     """Cheapest first, so the first scrapes already carry most KPIs; but where a source has
     two or more workers, its heaviest unit goes first, to run beside all the others rather
     than after them (every KPI is there sooner)."""
-    by_cost = sorted(range(len(units)), key=lambda i: _cost(units[i]))
+    by_cost = sorted(range(len(units)), key=lambda i: units[i].cost)
     heaviest = {units[i].source: i for i in by_cost  # the last, costliest, per source wins
                 if pool_sizes.get(units[i].source, 1) > 1}
-    first = sorted(heaviest.values(), key=lambda i: -_cost(units[i]))
+    first = sorted(heaviest.values(), key=lambda i: -units[i].cost)
     return first + [i for i in by_cost if i not in first]

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
-from collectors import landing
+from collectors import evaluate, landing, shards
 from collectors.body_cache import CachedExposition
 from collectors.exposition import CareKpiCollector
 from collectors.opening_hours import OpeningHoursCollector
@@ -83,7 +83,8 @@ class Exporter:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
-        self.store = Store(self.config)
+        self.store = Store(self.config, own_sources=shards.owned_sources(
+            evaluate.all_units(self.config), self.config.shard))
         self.engines: dict[str, sa.Engine] = create_all(self.config)
         self.scheduler = Scheduler(self.store, self.engines, self.clock)
         self.registry.register(CareKpiCollector(self.store))

@@ -16,44 +16,27 @@ their position in the catalog.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
-from kpis.errors import CareKPIError
-
-_SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
-U = TypeVar("U")
+from kpis.sharding import Shard
 
 
-@dataclass(frozen=True)
-class Shard:
-    """Shard ``index`` (1-based) of ``count``."""
-
-    index: int = 1
-    count: int = 1
-
-    @classmethod
-    def parse(cls, text: str, where: str = "--shard") -> Shard:
-        match = _SPEC.match(text or "")
-        if not match:
-            raise CareKPIError(f"{where} {text!r}: expected I/N, e.g. 1/3")
-        index, count = int(match.group(1)), int(match.group(2))
-        if count < 1 or not 1 <= index <= count:
-            raise CareKPIError(f"{where} {text!r}: I must be between 1 and N")
-        return cls(index, count)
+class Sharded(Protocol):
+    """What the assignment reads of a refresh unit."""
 
     @property
-    def whole(self) -> bool:
-        return self.count == 1
+    def source(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def cost(self) -> int: ...
 
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
+
+U = TypeVar("U", bound=Sharded)
 
 
-def assign(units: Sequence[U], source: Callable[[U], str], cost: Callable[[U], int],
-           name: Callable[[U], str], count: int) -> list[int]:
+def assign(units: Sequence[Sharded], count: int) -> list[int]:
     """The shard (1-based) of each unit: per source, costliest first to the least loaded
     shard (ties: the lower index), so equal configs give equal assignments everywhere."""
     owner = [1] * len(units)
@@ -61,37 +44,40 @@ def assign(units: Sequence[U], source: Callable[[U], str], cost: Callable[[U], i
         return owner
     by_source: dict[str, list[int]] = {}
     for i, unit in enumerate(units):
-        by_source.setdefault(source(unit), []).append(i)
-    for members in by_source.values():
+        by_source.setdefault(unit.source, []).append(i)
+    total = [0] * count  # across sources, so the costliest units do not all go to shard 1
+    for _, members in sorted(by_source.items()):
         load = [0] * count
-        for i in sorted(members, key=lambda i: (-cost(units[i]), name(units[i]))):
-            target = min(range(count), key=lambda s: (load[s], s))
-            load[target] += max(cost(units[i]), 1)
+        for i in sorted(members, key=lambda i: (-units[i].cost, units[i].name)):
+            target = min(range(count), key=lambda s: (load[s], total[s], s))
+            load[target] += max(units[i].cost, 1)
+            total[target] += max(units[i].cost, 1)
             owner[i] = target + 1
     return owner
 
 
-def select(units: Sequence[U], shard: Shard, source: Callable[[U], str],
-           cost: Callable[[U], int], name: Callable[[U], str]) -> list[U]:
-    """The units of ``shard``, in their original order."""
-    if shard.whole:
+def select(units: Sequence[U], shard: Shard | None) -> list[U]:
+    """The units of ``shard`` (all of them when unsharded), in their original order."""
+    if shard is None or shard.whole:
         return list(units)
-    owner = assign(units, source, cost, name, shard.count)
+    owner = assign(units, shard.count)
     return [u for u, o in zip(units, owner, strict=True) if o == shard.index]
 
 
-def source_owners(units: Sequence[U], shard_count: int, source: Callable[[U], str],
-                  cost: Callable[[U], int], name: Callable[[U], str]) -> dict[str, int]:
-    """The shard that exports each source's own series: the owner of its first unit by name."""
-    owner = assign(units, source, cost, name, shard_count)
+def owned_sources(units: Sequence[Sharded], shard: Shard | None) -> set[str] | None:
+    """The sources whose own series (``carekpi_source_up``) this shard exports: those whose
+    first unit by name it owns. None when unsharded (every source)."""
+    if shard is None or shard.whole:
+        return None
+    owner = assign(units, shard.count)
     first: dict[str, tuple[str, int]] = {}
     for unit, o in zip(units, owner, strict=True):
-        key = (name(unit), o)
-        if source(unit) not in first or key < first[source(unit)]:
-            first[source(unit)] = key
-    return {s: o for s, (_, o) in first.items()}
+        if unit.source not in first or unit.name < first[unit.source][0]:
+            first[unit.source] = (unit.name, o)
+    return {source for source, (_, o) in first.items() if o == shard.index}
 
 
-def owns_position(position: int, shard: Shard) -> bool:
-    """For things with no unit (unavailable KPIs): dealt round-robin by catalog position."""
-    return shard.whole or position % shard.count == shard.index - 1
+def owns_position(position: int, shard: Shard | None) -> bool:
+    """For what has no unit (KPIs that cannot be computed): dealt round-robin by catalog
+    position."""
+    return shard is None or shard.whole or position % shard.count == shard.index - 1

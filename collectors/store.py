@@ -45,8 +45,12 @@ def _combined(parts: list[Stats]) -> Stats:
 
 
 class Store:
-    def __init__(self, config: Config, stale_after_intervals: float = STALE_REFRESHES) -> None:
+    def __init__(self, config: Config, stale_after_intervals: float = STALE_REFRESHES,
+                 own_sources: set[str] | None = None) -> None:
+        """own_sources: the sources whose own series this process exports (a shard's; None:
+        all of them)."""
         self.config = config
+        self.own_sources = own_sources
         self.caps = LabelCaps(config.labels)
         self.stale_after = stale_after_intervals
         self._lock = threading.Lock()
@@ -115,3 +119,8 @@ class Store:
     def source_up(self) -> dict[str, bool]:
         with self._lock:
             return dict(self._source_up)
+
+    def exported_source_up(self) -> dict[str, bool]:
+        """``source_up`` of the sources this process exports (each shard exports its own)."""
+        own = self.own_sources
+        return {s: up for s, up in self.source_up().items() if own is None or s in own}

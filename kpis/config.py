@@ -28,8 +28,9 @@ from kpis import cadence, catalog, label_values, model, secrets, sql_guard, yaml
 from kpis.checks_config import ChecksConfig, Invalid, cross_check
 from kpis.durations import Duration
 from kpis.durations import parse as parse_duration
-from kpis.errors import ConfigError
+from kpis.errors import CareKPIError, ConfigError
 from kpis.secrets import SecretError, mask_url
+from kpis.sharding import Shard
 from kpis.suggest import did_you_mean, keys_at
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
@@ -376,8 +377,17 @@ class Config(Strict):
     labels: Labels = Labels()
     sql: SqlSettings = SqlSettings()
     checks: ChecksConfig = ChecksConfig()  # kpis/checks_config.py
+    shard: Shard | None = None  # this process's part of the refresh units ("I/N"); --shard wins
     path: str = Field("carekpi.yaml", exclude=True)
     secret_refs: dict[str, str] = Field({}, exclude=True)  # key -> ${env:}/${file:} text
+
+    @field_validator("shard", mode="before")
+    @classmethod
+    def _shard(cls, value: Any) -> Shard | None:
+        try:
+            return None if value is None else Shard.parse(value, where="")
+        except CareKPIError as exc:
+            raise ValueError(str(exc).strip()) from None
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
@@ -538,7 +548,7 @@ def masked(config: Config) -> dict[str, Any]:
 
 def _plain(node: Any) -> Any:
     """Durations as users write them (30s, 1bd), so ``config show`` output loads back."""
-    if isinstance(node, Duration):
+    if isinstance(node, Duration | Shard):
         return str(node)
     if isinstance(node, BaseModel):
         fields = {info.alias or name: getattr(node, name)

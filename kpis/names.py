@@ -126,6 +126,7 @@ def alert_name(kpi: Kpi, suffix: str = "TargetBreach") -> str:
 ALERT_SOURCE_DOWN = "CareKPISourceDown"
 ALERT_REFRESH_STALE = "CareKPIRefreshStale"
 ALERT_EXPORTER_ABSENT = "CareKPIExporterAbsent"
+ALERT_DUPLICATE_SHARD = "CareKPIDuplicateShard"
 ALERT_STALE_FEED = "CareKPIStaleFeed"
 ALERT_SUSPECT = "CareKPIResultSuspect"
 

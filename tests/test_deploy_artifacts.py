@@ -19,11 +19,11 @@ import yaml
 from alerts import build as alerts_build
 from alerts import operator
 from collectors import deploy
-from collectors.shards import Shard
 from dashboards import build as dashboards_build
 from dashboards import configmap
 from kpis.errors import CareKPIError
 from kpis.names import resource_labels
+from kpis.sharding import Shard
 
 SCHEMAS = Path(__file__).parent / "schemas"
 K8S_VERSION = kubernetes_validate.utils.latest_version()
@@ -124,7 +124,7 @@ def test_exporter_manifests_are_valid_hardened_and_read_the_url_from_a_secret():
     secret_volume, = (v for v in pod["volumes"] if "secret" in v)
     assert secret_volume["secret"]["secretName"] == deploy.SECRET_NAME
     assert documents[0]["data"]["carekpi.yaml"] == CONFIG_TEXT
-    assert "kubectl -n carekpi create secret generic carekpi-db" in deploy.secret_command(
+    assert "kubectl create secret generic carekpi-db --namespace=carekpi" in deploy.secret_command(
         raw, "carekpi.yaml", "carekpi")
 
 
