@@ -160,3 +160,25 @@ def test_exporter_absent_silences_only_its_own_job(alertmanager):
     assert found == {("CareKPIExporterAbsent", "all"): "active",
                      ("CareKPINoShowTargetBreach", "DTN"): "suppressed",
                      ("CareKPINoShowTargetBreach", "PED"): "active"}
+
+
+def test_one_shard_absent_silences_only_its_own_instance(alertmanager):
+    """Shards: shard a's exporter is down. Its own health alert is silenced; shard b's health
+    alert and every KPI alert (aggregated across shards, no instance) still page."""
+    def health(instance: str) -> dict[str, dict[str, str]]:  # clinic names the instance here,
+        # so that the two alerts can be told apart in the states
+        return {"labels": {"alertname": "CareKPIRefreshStale", "severity": "warning",
+                           "job": "carekpi", "clinic": instance, "kpi": "no_show",
+                           "source": "ehr", "instance": instance}}
+
+    down = {"labels": {"alertname": "CareKPIExporterAbsent", "severity": "critical",
+                       "job": "carekpi", "clinic": "all", "kpi": "all", "source": "all",
+                       "instance": "shard-a:9880"}}
+    post_alerts(alertmanager, [
+        down, health("shard-a:9880"), health("shard-b:9880"),
+        kpi_alert("CareKPINoShowTargetBreach", "no_show", "DTN", "warning", "target")])
+    found = wait_suppressed(alertmanager, ("CareKPIRefreshStale", "shard-a:9880"))
+    assert found == {("CareKPIExporterAbsent", "all"): "active",
+                     ("CareKPIRefreshStale", "shard-a:9880"): "suppressed",
+                     ("CareKPIRefreshStale", "shard-b:9880"): "active",
+                     ("CareKPINoShowTargetBreach", "DTN"): "active"}
