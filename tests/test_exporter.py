@@ -317,11 +317,11 @@ def test_a_kpi_whose_results_did_not_change_keeps_its_families(sqlite_known: str
 def test_start_order_is_cheapest_first_with_the_heaviest_beside_them(sqlite_known: str,
                                                                       pool_size: int) -> None:
     from collectors import evaluate
-    from collectors.scheduler import _cost, _start_order
+    from collectors.scheduler import _start_order
 
     config = config_module.parse(known_data.config(sqlite_known), "known.yaml")
     units = evaluate.units(config)
-    costs = [_cost(units[i]) for i in _start_order(units, {"main": pool_size})]
+    costs = [units[i].cost for i in _start_order(units, {"main": pool_size})]
     assert len(costs) == len(units) > 3
     if pool_size == 1:  # one worker: the heaviest first would only delay the others
         assert costs == sorted(costs)
