@@ -18,6 +18,9 @@ from kpis.errors import CareKPIError
 from kpis.series import RUNBOOK_URL
 
 GENERATED_DIR = Path(__file__).parent / "generated"
+# The Grafana version whose schema grafana-foundation-sdk's pinned build emits (pyproject.toml).
+GRAFANA_VERSION = "11.6.0"
+DATASOURCE_INPUT = "DS_CAREKPI_PROMETHEUS"
 
 BUILDERS: tuple[Callable[[Config | None], Dashboard], ...] = (
     care.overview,
@@ -51,13 +54,29 @@ def dashboards(config: Config | None = None,
     return result
 
 
+def importable(data: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard with ``__inputs`` and ``__requires``, as Grafana's own "Export for sharing
+    externally" writes them, so the JSON also imports through Grafana's UI (Dashboards >
+    New > Import), which asks for the Prometheus data source and checks the version."""
+    panel_types = sorted({p["type"] for p in data.get("panels", []) if p.get("type") != "row"})
+    requires = [{"type": "grafana", "id": "grafana", "name": "Grafana",
+                 "version": GRAFANA_VERSION},
+                {"type": "datasource", "id": "prometheus", "name": "Prometheus",
+                 "version": "1.0.0"},
+                *({"type": "panel", "id": t, "name": t, "version": ""} for t in panel_types)]
+    inputs = [{"name": DATASOURCE_INPUT, "label": "Prometheus",
+               "description": "The Prometheus that scrapes the CareKPI exporter",
+               "type": "datasource", "pluginId": "prometheus", "pluginName": "Prometheus"}]
+    return {"__inputs": inputs, "__requires": requires, **data}
+
+
 def file_name(data: dict[str, Any]) -> str:
     return f"{data['uid']}.json"
 
 
 def build_files(config: Config | None = None, runbook_base: str = RUNBOOK_URL) -> dict[str, str]:
     """``{file name: deterministic JSON text}`` for every dashboard."""
-    return {file_name(d): board.encode(d) for d in dashboards(config, runbook_base)}
+    return {file_name(d): board.encode(importable(d)) for d in dashboards(config, runbook_base)}
 
 
 def write(config: Config | None, out_dir: str | Path,

@@ -26,7 +26,7 @@ from grafana_foundation_sdk.models.common import (
     BigValueColorMode,
     BigValueGraphMode,
     BigValueTextMode,
-    GraphTresholdsStyleMode,
+    GraphThresholdsStyleMode,
     LegendDisplayMode,
     LegendPlacement,
     VizOrientation,
@@ -155,9 +155,9 @@ def trend_panel(title: str, description: str, unit: str, queries: Sequence[Query
     return panel
 
 
-def _threshold_line(steps: Steps) -> GraphTresholdsStyleMode:
+def _threshold_line(steps: Steps) -> GraphThresholdsStyleMode:
     """Draw the target line only when there is a target (more than the base step)."""
-    return GraphTresholdsStyleMode.DASHED if len(steps) > 1 else GraphTresholdsStyleMode.OFF
+    return GraphThresholdsStyleMode.DASHED if len(steps) > 1 else GraphThresholdsStyleMode.OFF
 
 
 def table_panel(title: str, description: str, unit: str, queries: Sequence[Query], steps: Steps,

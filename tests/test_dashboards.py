@@ -169,3 +169,17 @@ def test_cli_build_with_a_bad_config_exits_2_with_one_line(tmp_path):
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1
     assert "kpis.no_such_kpi" in result.output
+
+
+def test_files_import_through_grafanas_ui_as_grafana_11():
+    """Grafana 11.6 schema (grafana-foundation-sdk's 11.6 build), with the __inputs and
+    __requires of Grafana's "Export for sharing externally"."""
+    for name, text in build.build_files().items():
+        data = json.loads(text)
+        assert data["schemaVersion"] >= 39, name  # Grafana 11.x
+        assert [i["pluginId"] for i in data["__inputs"]] == ["prometheus"], name
+        required = {(r["type"], r["id"]): r["version"] for r in data["__requires"]}
+        assert required[("grafana", "grafana")] == "11.6.0"
+        assert ("datasource", "prometheus") in required
+        used = {p["type"] for p in data["panels"] if p["type"] != "row"}
+        assert {i for t, i in required if t == "panel"} == used, name
