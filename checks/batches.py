@@ -9,6 +9,7 @@ timestamp (kpis.model.FRESHNESS_FIELD), a plain range predicate an index on that
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -25,8 +26,21 @@ from kpis.config import Config
 from kpis.db.entity import MappedEntity
 from kpis.errors import ConfigError
 
+AnySelect = sa.Select[*tuple[Any, ...]]  # a SELECT of any columns
 _TEXTUAL = (model.FieldType.ID, model.FieldType.LABEL, model.FieldType.CODE,
             model.FieldType.TEXT)
+
+
+def blank(column: sa.ColumnElement[Any], field_type: model.FieldType,
+          never_blank_text: bool = False) -> sa.ColumnElement[bool]:
+    """A field counts as missing: NULL, or (textual fields) empty or only blanks.
+
+    ``never_blank_text``: the column's database type is numeric or temporal (reflected), so
+    the text test can never hold and is left out (no per-row cast to text).
+    """
+    if field_type not in _TEXTUAL or never_blank_text:
+        return column.is_(None)
+    return sa.or_(column.is_(None), sa.func.trim(sa.cast(column, sa.String)) == "")
 
 
 def _present(entity: MappedEntity, name: str, field_type: model.FieldType
@@ -60,6 +74,14 @@ def check_query(config: Config, checks: ChecksConfig, name: str, dialect: sa.Dia
 
     ``since`` is a naive wall-clock time of the entity's time zone (the lower bound).
     """
+    stmt = check_select(config, checks, name, since)
+    compiled = stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    return str(compiled)
+
+
+def check_select(config: Config, checks: ChecksConfig, name: str,
+                 since: datetime | None) -> AnySelect:
+    """The check query of one entity as a SQLAlchemy SELECT (see :func:`check_query`)."""
     entity = MappedEntity(name, config.entities[name], alias="src")
     fields = model.entity_fields(name)
     columns: list[sa.ColumnElement[object]] = [
@@ -78,7 +100,7 @@ def check_query(config: Config, checks: ChecksConfig, name: str, dialect: sa.Dia
     key = entity.config.primary_key
     key_expr = entity.expression(key) if entity.mapped(key) else sa.column(key)
     columns.append(key_expr.label(KEY))
-    stmt = sa.select(*columns).select_from(entity.from_)
+    stmt: AnySelect = sa.select(*columns).select_from(entity.from_)
     if since is not None:
         fresh = model.FRESHNESS_FIELD[name]
         if not entity.mapped(fresh):
@@ -86,5 +108,4 @@ def check_query(config: Config, checks: ChecksConfig, name: str, dialect: sa.Dia
                               f"--since needs {name}.{fresh} mapped (its main timestamp)")
         bound = since.replace(microsecond=0).isoformat(sep=" ")
         stmt = stmt.where(entity.expression(fresh) >= sa.literal(bound, sa.String))
-    compiled = stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
-    return str(compiled)
+    return stmt

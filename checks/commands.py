@@ -91,6 +91,7 @@ def _run(config_path: str, entity: str | None, suite: str | None, since: timedel
     from checks import reports
     from checks.metrics import write_textfile
     from checks.results import exit_code
+    from checks.run_info import RunInfo
     from checks.runner import run_suites
     from kpis.config import load
 
@@ -104,17 +105,17 @@ def _run(config_path: str, entity: str | None, suite: str | None, since: timedel
         results = run_suites(config, entity=entity, suite=suite, since=since, now=now,
                              show_failing_keys=show_failing_keys, progress=progress)
     finished = time.time()
-    window = f"{int(since.total_seconds())}s" if since else None
+    run = RunInfo.of(config, None if entity is None else [entity], now, finished - started,
+                     since.total_seconds() if since else None)
     if output_format == "json":
-        reports.write_json(results, sys.stdout, strict=strict, since=window, generated_at=now)
+        reports.write_json(results, sys.stdout, run, strict=strict)
     elif output_format == "junit":
-        reports.write_junit(results, sys.stdout, strict=strict)
+        reports.write_junit(results, sys.stdout, run, strict=strict)
     else:
         reports.write_text(results, sys.stdout, strict=strict,
                            color=None if sys.stdout.isatty() else False)
     if report_dir is not None:
-        reports.write_report_dir(results, report_dir, strict=strict, since=window,
-                                 generated_at=now)
+        reports.write_report_dir(results, report_dir, run, strict=strict)
     if metrics_file is not None:
         write_textfile(metrics_file, results, finished, finished - started)
     return exit_code(results, strict)

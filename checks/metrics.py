@@ -41,6 +41,11 @@ class CheckResultsCollector(Collector):
             self._finished_at = finished_at
             self._duration = duration_seconds
 
+    def last_run(self) -> tuple[float | None, float | None]:
+        """(finished at, duration) of the latest completed run."""
+        with self._lock:
+            return self._finished_at, self._duration
+
     def describe(self) -> Iterator[Metric]:
         yield from self._families()
 

@@ -6,26 +6,26 @@ on request, primary keys. No row value can reach a report because none is in a r
 
 from __future__ import annotations
 
-import html
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
+from checks.describe import describe
 from checks.results import CheckResult, exit_code, format_ratio, summary
+from checks.run_info import RunInfo
 
 STATUS_STYLE = {"passed": "green", "failed": "bold red", "warning": "yellow", "error": "bold red"}
 
 
-def _threshold(result: CheckResult) -> str:
+def threshold_text(result: CheckResult) -> str:
     if result.threshold is None:
         return "-"
     prefix = "<= " if result.unit == "seconds" else ">= "
     return prefix + format_ratio(result.threshold, result.unit)
 
 
-def _count(value: int | None) -> str:
+def count_text(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
@@ -44,8 +44,8 @@ def write_text(results: list[CheckResult], out: TextIO, *, strict: bool = False,
             "checked", "unexpected", "observed", "threshold") else "left")
     for r in results:
         status = r.status
-        table.add_row(r.entity, r.check, r.column, r.severity, _count(r.elements),
-                      _count(r.unexpected), format_ratio(r.observed, r.unit), _threshold(r),
+        table.add_row(r.entity, r.check, r.column, r.severity, count_text(r.elements),
+                      count_text(r.unexpected), format_ratio(r.observed, r.unit), threshold_text(r),
                       f"[{STATUS_STYLE[status]}]{status}[/]")
     console.print(table)
     for r in results:
@@ -54,44 +54,58 @@ def write_text(results: list[CheckResult], out: TextIO, *, strict: bool = False,
         if r.failing_keys:
             console.print(f"{r.entity} {r.check} {r.column}: failing keys "
                           f"{', '.join(r.failing_keys)}", markup=False)
+    console.print(f"{outcome_line(results)} (exit {exit_code(results, strict)})", markup=False)
+
+
+def outcome_line(results: list[CheckResult]) -> str:
     counts = summary(results)
-    console.print(f"{counts['checks']} checks: {counts['passed']} passed, {counts['failed']} "
-                  f"failed, {counts['warning']} warnings, {counts['error']} not evaluated "
-                  f"(exit {exit_code(results, strict)})", markup=False)
+    return (f"{counts['checks_run']} checks: {counts['checks_passed']} passed, "
+            f"{counts['checks_failed']} failed, {counts['checks_warned']} warnings, "
+            f"{counts['checks_not_evaluated']} not evaluated")
 
 
-def as_json(results: list[CheckResult], *, strict: bool = False, since: str | None = None,
-            generated_at: datetime | None = None) -> dict[str, Any]:
+def as_json(results: list[CheckResult], run: RunInfo, *, strict: bool = False
+            ) -> dict[str, Any]:
     return {
-        "generated_at": generated_at.isoformat() if generated_at else None,
-        "since": since,
+        **run.as_dict(),
         "exit_code": exit_code(results, strict),
         "summary": summary(results),
-        "results": [r.as_dict() for r in results],
+        "results": [{**r.as_dict(), "description": describe(r)} for r in results],
     }
 
 
-def write_json(results: list[CheckResult], out: TextIO, **kwargs: Any) -> None:
-    json.dump(as_json(results, **kwargs), out, indent=2, sort_keys=True)
+def write_json(results: list[CheckResult], out: TextIO, run: RunInfo, *,
+               strict: bool = False) -> None:
+    json.dump(as_json(results, run, strict=strict), out, indent=2, sort_keys=True)
     out.write("\n")
 
 
-def junit(results: list[CheckResult], *, strict: bool = False) -> ET.Element:
-    """One testsuite per entity, one testcase per check; warnings fail only with strict."""
-    root = ET.Element("testsuites", name="carekpi checks")
+def junit(results: list[CheckResult], run: RunInfo, *, strict: bool = False) -> ET.Element:
+    """One testsuite per entity, one testcase per check with its own time; warnings fail only
+    with strict. The run's header goes into each suite's properties."""
+    root = ET.Element("testsuites", name="carekpi checks",
+                      time=f"{run.duration_seconds:.3f}")
     by_entity: dict[str, list[CheckResult]] = {}
     for r in results:
         by_entity.setdefault(r.entity, []).append(r)
     for entity, entity_results in by_entity.items():
-        suite = ET.SubElement(root, "testsuite", name=entity, tests=str(len(entity_results)))
+        suite = ET.SubElement(root, "testsuite", name=entity, tests=str(len(entity_results)),
+                              timestamp=run.started_at.isoformat(timespec="seconds"),
+                              time=f"{sum(r.duration_seconds for r in entity_results):.3f}")
+        properties = ET.SubElement(suite, "properties")
+        for key, value in (("config", run.config_path), ("window", run.window),
+                           ("carekpi_version", run.carekpi_version),
+                           ("great_expectations_version",
+                            run.great_expectations_version or "not installed")):
+            ET.SubElement(properties, "property", name=key, value=value)
         failures = errors = 0
         for r in entity_results:
             case = ET.SubElement(suite, "testcase", classname=f"carekpi.checks.{entity}.{r.suite}",
                                  name=f"{r.check}[{r.column}]",
                                  time=f"{r.duration_seconds:.3f}")
-            detail = (f"{_count(r.unexpected)} of {_count(r.elements)} records unexpected; "
-                      f"observed {format_ratio(r.observed, r.unit)}, threshold {_threshold(r)}, "
-                      f"severity {r.severity}")
+            detail = (f"{count_text(r.unexpected)} of {count_text(r.elements)} records "
+                      f"unexpected; observed {format_ratio(r.observed, r.unit)}, threshold "
+                      f"{threshold_text(r)}, severity {r.severity}")
             if r.error:
                 errors += 1
                 ET.SubElement(case, "error", message=r.error, type="not-evaluated")
@@ -107,45 +121,26 @@ def junit(results: list[CheckResult], *, strict: bool = False) -> ET.Element:
     return root
 
 
-def write_junit(results: list[CheckResult], out: TextIO, *, strict: bool = False) -> None:
-    root = junit(results, strict=strict)
+def write_junit(results: list[CheckResult], out: TextIO, run: RunInfo, *,
+                strict: bool = False) -> None:
+    root = junit(results, run, strict=strict)
     ET.indent(root)
     out.write(ET.tostring(root, encoding="unicode", xml_declaration=True))
     out.write("\n")
 
 
-def html_page(results: list[CheckResult], *, strict: bool = False) -> str:
-    counts = summary(results)
-    rows = []
-    for r in results:
-        cells = (r.entity, r.suite, r.check, r.column, r.severity, _count(r.elements),
-                 _count(r.unexpected), format_ratio(r.observed, r.unit), _threshold(r), r.status)
-        keys = ", ".join(r.failing_keys)
-        note = r.error or (f"failing keys: {keys}" if keys else "")
-        rows.append(f'<tr class="{r.status}">' + "".join(
-            f"<td>{html.escape(c)}</td>" for c in (*cells, note)) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("entity", "suite", "check", "column", "severity",
-                                             "checked", "unexpected", "observed", "threshold",
-                                             "result", "note"))
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>CareKPI data-quality "
-        "checks</title><style>body{font-family:sans-serif}table{border-collapse:collapse}"
-        "td,th{padding:2px 8px;border-bottom:1px solid #ddd}.failed,.error{background:#fdd}"
-        ".warning{background:#ffd}</style></head><body>\n"
-        f"<h1>CareKPI data-quality checks</h1>\n<p>{counts['checks']} checks: "
-        f"{counts['passed']} passed, {counts['failed']} failed, {counts['warning']} warnings, "
-        f"{counts['error']} not evaluated; exit code {exit_code(results, strict)}</p>\n"
-        f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(rows)
-        + "\n</tbody></table></body></html>\n"
-    )
+def write_report_dir(results: list[CheckResult], directory: Path, run: RunInfo, *,
+                     strict: bool = False) -> None:
+    """checks.json, checks.junit.xml and checks.html in ``directory`` (created if needed);
+    the run is appended to the directory's history, whose trends the HTML page charts."""
+    from checks import history
+    from checks.html_report import html_page
 
-
-def write_report_dir(results: list[CheckResult], directory: Path, *, strict: bool = False,
-                     since: str | None = None, generated_at: datetime | None = None) -> None:
-    """checks.json, checks.junit.xml and checks.html in ``directory`` (created if needed)."""
     directory.mkdir(parents=True, exist_ok=True)
+    history.append(directory, run, results)
     with open(directory / "checks.json", "w", encoding="utf-8") as out:
-        write_json(results, out, strict=strict, since=since, generated_at=generated_at)
+        write_json(results, out, run, strict=strict)
     with open(directory / "checks.junit.xml", "w", encoding="utf-8") as out:
-        write_junit(results, out, strict=strict)
-    (directory / "checks.html").write_text(html_page(results, strict=strict), encoding="utf-8")
+        write_junit(results, out, run, strict=strict)
+    page = html_page(results, run, strict=strict, trends=history.trends(directory))
+    (directory / "checks.html").write_text(page, encoding="utf-8")

@@ -56,10 +56,16 @@ def exit_code(results: list[CheckResult], strict: bool = False) -> int:
     return EXIT_OK
 
 
+SUMMARY_KEYS = {"passed": "checks_passed", "failed": "checks_failed",
+                "warning": "checks_warned", "error": "checks_not_evaluated"}
+
+
 def summary(results: list[CheckResult]) -> dict[str, int]:
-    counts = {"checks": len(results), "passed": 0, "failed": 0, "warning": 0, "error": 0}
+    """Checks by outcome; the keys name outcomes, never a severity (``checks_failed`` are
+    failed error-severity checks, ``checks_warned`` failed warning-severity ones)."""
+    counts = {"checks_run": len(results), **{key: 0 for key in SUMMARY_KEYS.values()}}
     for result in results:
-        counts[result.status] += 1
+        counts[SUMMARY_KEYS[result.status]] += 1
     return counts
 
 

@@ -12,12 +12,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from checks import batches, gx_engine, suites
+from checks import batches, counts, gx_engine, suites
 from checks.results import MAX_KEYS, CheckResult
 from checks.suites import CheckSpec
 from kpis import checks_config
@@ -41,9 +42,13 @@ Progress = Callable[[str, int, int], None]  # (entity, done, total)
 
 def run_suites(config: Config, entity: str | None = None, suite: str | None = None,
                since: timedelta | None = None, *, now: datetime | None = None,
-               show_failing_keys: bool = False,
-               progress: Progress | None = None) -> list[CheckResult]:
+               show_failing_keys: bool = False, progress: Progress | None = None,
+               builtin_via_gx: bool = False) -> list[CheckResult]:
     """Run the built-in and custom checks; ``since=None`` checks every record.
+
+    The built-in checks of an entity are counted in one aggregate statement
+    (:mod:`checks.counts`); custom checks run through Great Expectations by name.
+    ``builtin_via_gx`` runs the built-in checks through GX too (the parity test, the benchmark).
 
     Raises CareKPIError (ConfigError, SourceError) when the run cannot happen.
     """
@@ -56,13 +61,14 @@ def run_suites(config: Config, entity: str | None = None, suite: str | None = No
         raise CareKPIError(f"unknown suite {suite!r}; one of {', '.join(checks_config.SUITES)}")
     now = now or datetime.now(UTC)
     specs = suites.select(config, checks, now, entity, suite)
-    gx = _quiet_gx()
-    expectations = [_expectation(gx, config, checks, spec, i) for i, spec in enumerate(specs)]
-    context = _context(gx)
+    by_gx = [i for i, spec in enumerate(specs) if builtin_via_gx or not counts.supported(spec)]
+    gx = _quiet_gx() if by_gx else None  # the built-in suite alone never imports GX
+    expectations = {i: _expectation(gx, config, checks, specs[i], i) for i in by_gx}
+    context = _context(gx) if by_gx else None
     by_entity: dict[str, list[int]] = {}
     for index, spec in enumerate(specs):
         by_entity.setdefault(spec.entity, []).append(index)
-    results: list[CheckResult] = []
+    results: dict[int, CheckResult] = {}
     engines: dict[str, sa.Engine] = {}
     try:
         for done, (name, indexes) in enumerate(by_entity.items()):
@@ -73,15 +79,68 @@ def run_suites(config: Config, entity: str | None = None, suite: str | None = No
                 local = suites.local_time(now, config.entities[name].timezone)
                 bound = local - since
             engine = _engine(config, config.entities[name].source, engines)
-            results.extend(_run_entity(gx, context, config, checks, name, engine,
-                                       [(i, specs[i], expectations[i]) for i in indexes],
-                                       bound, now, show_failing_keys))
+            typed = _probe(config, name, engine)
+            one_pass = [i for i in indexes if i not in expectations]
+            if one_pass:
+                fields = counts.fields_of(config, checks, name, typed)
+                results.update(_run_counts(config, checks, name, engine, fields,
+                                           [(i, specs[i]) for i in one_pass], bound, now,
+                                           show_failing_keys))
+            through_gx = [i for i in indexes if i in expectations]
+            if through_gx:
+                results.update(_run_entity(gx, context, config, checks, name, engine,
+                                           [(i, specs[i], expectations[i]) for i in through_gx],
+                                           bound, now, show_failing_keys))
         if progress:
             progress("", len(by_entity), len(by_entity))
     finally:
         for engine in engines.values():
             engine.dispose()
+    return [results[i] for i in range(len(specs))]
+
+
+def _run_counts(config: Config, checks: checks_config.ChecksConfig, name: str,
+                engine: sa.Engine, fields: counts.Fields, work: list[tuple[int, CheckSpec]],
+                bound: datetime | None, now: datetime,
+                show_failing_keys: bool) -> dict[int, CheckResult]:
+    """The built-in checks of one entity from one aggregate statement (checks.counts)."""
+    select = batches.check_select(config, checks, name, bound)
+    timezone = config.entities[name].timezone
+    source = config.entities[name].source
+    log.debug("checking %s: %d built-in checks in one statement", name, len(work))
+    try:
+        with engine.connect() as conn:
+            started = time.perf_counter()
+            found = counts.run(conn, select, [spec for _, spec in work], fields)
+            shared = (time.perf_counter() - started) / len(work)
+            results: dict[int, CheckResult] = {}
+            for (index, spec), measured in zip(work, found, strict=True):
+                result = _counted(spec, measured, now, shared, timezone)
+                if show_failing_keys and not result.passed:
+                    started = time.perf_counter()
+                    keys = counts.failing_keys(conn, select, spec, fields)
+                    result = replace(result, failing_keys=tuple(sorted(keys, key=_key_order)),
+                                     duration_seconds=shared + time.perf_counter() - started)
+                results[index] = result
+    except sa.exc.SQLAlchemyError as exc:  # the message may quote values
+        raise CareKPIError(f"checks of {name} failed on source {source}: "
+                           f"{type(exc).__name__} (details withheld: may contain patient data)"
+                           ) from None
     return results
+
+
+def _counted(spec: CheckSpec, measured: counts.Counts, now: datetime, elapsed: float,
+             timezone: str) -> CheckResult:
+    common = dict(entity=spec.entity, suite=spec.suite, check=spec.check, column=spec.column,
+                  severity=spec.severity, expectation=spec.expectation,
+                  threshold=spec.threshold, unit=spec.unit, duration_seconds=elapsed)
+    if spec.check == "freshness":
+        return _freshness(common, measured.maximum, now, timezone)
+    considered = measured.considered
+    observed = 1.0 - measured.unexpected / considered if considered > 0 else 1.0
+    return CheckResult(**common, elements=measured.elements,  # type: ignore[arg-type]
+                       unexpected=measured.unexpected, observed=observed,
+                       passed=counts.verdict(spec, measured))
 
 
 def _quiet_gx() -> Any:
@@ -172,10 +231,10 @@ def _argument_error(exc: Exception) -> str:
 def _run_entity(gx: Any, context: Any, config: Config, checks: checks_config.ChecksConfig,
                 name: str, engine: sa.Engine, work: list[tuple[int, CheckSpec, Any]],
                 bound: datetime | None, now: datetime,
-                show_failing_keys: bool) -> list[CheckResult]:
-    _probe(config, name, engine)
+                show_failing_keys: bool) -> dict[int, CheckResult]:
+    """Checks through GX over the entity's query asset, validated as one suite."""
     query = batches.check_query(config, checks, name, engine.dialect, bound)
-    log.debug("checking %s with %d checks", name, len(work))
+    log.debug("checking %s with %d checks through GX", name, len(work))
     source = config.entities[name].source
     datasource = gx_engine.sql_datasource(context, f"{source}__{name}", engine)
     try:
@@ -186,33 +245,53 @@ def _run_entity(gx: Any, context: Any, config: Config, checks: checks_config.Che
         for _, _, expectation in work:
             suite.add_expectation(expectation)
         started = time.perf_counter()
-        try:
+        try:  # one validation of the whole suite
             validation = batch.validate(suite, result_format=RESULT_FORMAT)
         except Exception as exc:  # GX or the driver; the message may quote values
             raise CareKPIError(f"checks of {name} failed on source {source}: "
-                               f"{type(exc).__name__} (details withheld: may contain patient data)"
-                               ) from None
-        elapsed = (time.perf_counter() - started) / max(len(work), 1)
-        outcomes = {(o.expectation_config.meta or {}).get("carekpi"): o for o in validation.results}
-        results = []
+                               f"{type(exc).__name__} (details withheld: may contain patient "
+                               "data)") from None
+        elapsed = (time.perf_counter() - started) / len(work)  # each check's share
+        outcomes = {(o.expectation_config.meta or {}).get("carekpi"): o
+                    for o in validation.results}
+        results: dict[int, CheckResult] = {}
         for index, spec, expectation in work:
             if index not in outcomes:
-                raise CareKPIError(f"GX returned no result for {name} {spec.check} (a CareKPI bug)")
-            result = _result(spec, outcomes[index], now, elapsed, config.entities[name].timezone)
+                raise CareKPIError(f"GX returned no result for {name} {spec.check} "
+                                   "(a CareKPI bug)")
+            result = _result(spec, outcomes[index], now, elapsed,
+                             config.entities[name].timezone)
             if show_failing_keys and not result.passed and result.error is None:
                 result = _with_keys(result, _failing_keys(batch, expectation))
-            results.append(result)
+            results[index] = result
         return results
     finally:  # GX keeps a SQLite connection per datasource; give it back to the pool
         gx_engine.release(datasource)
 
 
-def _probe(config: Config, name: str, engine: sa.Engine) -> None:
-    """Fail early, with a schema-level message, when the mapping does not work on the server."""
+NEVER_TEXT = (sa.Integer, sa.Numeric, sa.Float, sa.Date, sa.DateTime, sa.Time, sa.Boolean,
+              sa.Interval)
+
+
+def _probe(config: Config, name: str, engine: sa.Engine) -> frozenset[str]:
+    """Fail early, with a schema-level message, when the mapping does not work on the server.
+
+    Returns the fields mapped to a plain column of a numeric or temporal database type (their
+    blank test needs no text conversion)."""
+    entity = config.entities[name]
     with engine.connect() as conn:
-        problems = db_errors.probe_mapping(conn, MappedEntity(name, config.entities[name]))
-    if problems:
-        raise ConfigError(config.path, problems[0].where, problems[0].message)
+        problems = db_errors.probe_mapping(conn, MappedEntity(name, entity))
+        if problems:
+            raise ConfigError(config.path, problems[0].where, problems[0].message)
+        if entity.table is None:
+            return frozenset()
+        try:
+            types = {c["name"].lower(): c["type"]
+                     for c in sa.inspect(conn).get_columns(entity.table, entity.db_schema)}
+        except sa.exc.SQLAlchemyError:
+            return frozenset()
+    return frozenset(f for f, column in entity.fields.items() if isinstance(column, str)
+                     and isinstance(types.get(column.lower()), NEVER_TEXT))
 
 
 def _number(value: Any) -> int | None:

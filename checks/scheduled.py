@@ -1,8 +1,11 @@
-"""Checks on a schedule inside ``carekpi serve`` (off unless ``checks.schedule`` is set).
+"""Checks on a schedule beside ``carekpi serve`` (off unless ``checks.schedule`` is set).
 
-A daemon thread runs :func:`checks.runner.run_suites` every ``checks.schedule`` over the
-``checks.since`` window and hands the results to a :class:`CheckResultsCollector`; a scrape
-reads the latest results and never waits for a check.
+A daemon thread starts ``carekpi checks run`` in a child process (:mod:`checks.child`) every
+``checks.schedule`` over the ``checks.since`` window, with a deadline (the schedule, at most
+``MAX_DEADLINE``) and a memory limit, and hands the results to a
+:class:`CheckResultsCollector`; a scrape reads the latest results and never waits for a check.
+The exporter's process never imports Great Expectations. A killed or failed run reports every
+check as not evaluated and leaves ``carekpi_check_last_run_timestamp_seconds`` where it was.
 """
 
 from __future__ import annotations
@@ -11,24 +14,33 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from checks import child
 from checks.metrics import CheckResultsCollector
 from kpis.config import Config
-from kpis.errors import CareKPIError
 
 log = logging.getLogger(__name__)
 
 
+MAX_DEADLINE = 3600.0  # seconds a scheduled run may take, at most
+MEMORY_LIMIT = 1 << 30  # bytes of address space for the child (GX, pandas and the drivers)
+
+
 class ScheduledChecks(Collector):
-    def __init__(self, config: Config, start: bool = True) -> None:
+    def __init__(self, config: Config, start: bool = True, *, deadline: float | None = None,
+                 memory_limit: int = MEMORY_LIMIT, work: str = child.CHECKS_RUN) -> None:
         self.config = config
-        settings = config.checks
-        self.interval = settings.schedule.seconds if settings.schedule else 3600.0
-        self.since = timedelta(seconds=settings.since.seconds) if settings.since else None
+        self.settings = config.checks
+        self.interval = self.settings.schedule.seconds if self.settings.schedule else 3600.0
+        self.since = self.settings.since.seconds if self.settings.since else None
+        self.deadline = deadline or min(self.interval, MAX_DEADLINE)
+        self.memory_limit = memory_limit
+        self.work = work  # what the child runs (tests replace it to hang or to bloat)
+        self.last: child.ChildRun | None = None
         self.results = CheckResultsCollector()
         self.version = 0  # bumped when results change (the exporter caches its exposition)
         self._stop = threading.Event()
@@ -37,19 +49,15 @@ class ScheduledChecks(Collector):
             self._thread.start()
 
     def run_once(self) -> None:
-        from checks.runner import run_suites
-
         started = time.time()
-        try:
-            results = run_suites(self.config, since=self.since)
-        except CareKPIError as exc:
-            log.warning("scheduled checks could not run: %s", exc)
-            return
-        except Exception as exc:  # the message may quote values: the type only
-            log.warning("scheduled checks failed: %s", type(exc).__name__)
-            return
+        outcome = child.run(self.config, self.settings, self.since, self.deadline,
+                            self.memory_limit, datetime.now(UTC), self.work)
         finished = time.time()
-        self.results.update(results, finished, finished - started)
+        if outcome.completed:
+            self.results.update(outcome.results, finished, finished - started)
+        else:
+            self.results.update(outcome.results, *self.results.last_run())
+        self.last = outcome
         self.version += 1
 
     def _loop(self) -> None:

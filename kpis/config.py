@@ -546,6 +546,12 @@ def masked(config: Config) -> dict[str, Any]:
     return secrets.with_references(dict(data), config.secret_refs)
 
 
+def document(config: Config) -> dict[str, Any]:
+    """The resolved config as plain data that loads back, secrets included: only for a private
+    file (the scheduled checks' child process reads it when the config has no file)."""
+    return dict(_plain(config))
+
+
 def _plain(node: Any) -> Any:
     """Durations as users write them (30s, 1bd), so ``config show`` output loads back."""
     if isinstance(node, Duration | Shard):

@@ -11,7 +11,8 @@ once a minute, prints one line about the exporter process, read from /proc (Linu
 - ``db_conns``: open database connections: for SQLite, descriptors open on the database file;
   for a server database, TCP sockets of the process connected to the database port;
 - ``scrapes``/``errors``: scrapes completed / failed (non-200 or exception) in that minute;
-  ``p50_ms``/``p99_ms``: scrape latency in that minute.
+  ``p50_ms``/``p99_ms``: scrape latency in that minute; ``check_age``: seconds since the
+  latest completed data-quality check run (-1: none yet; with ``--checks-every``).
 
 At the end it prints the first minute, the last minute and the maximum of each column, then
 stops the exporter (SIGTERM) and exits 0 (1 if the exporter died or a scrape failed).
@@ -21,6 +22,7 @@ Run (demo on SQLite, 20 minutes, 1 s refresh, 4 scraping threads):
     /work/venv/bin/python tests/soak.py --minutes 20
     /work/venv/bin/python tests/soak.py --minutes 2 --refresh 2s --threads 8 --pause 0.05
     /work/venv/bin/python tests/soak.py --config carekpi.yaml   # `carekpi serve` instead
+    /work/venv/bin/python tests/soak.py --minutes 20 --checks-every 1m   # checks each minute
 
 With ``--config`` the refresh interval is the one the config sets. Not a pytest test: it runs
 for minutes on purpose.
@@ -42,7 +44,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-COLUMNS = ("rss_mib", "threads", "fds", "db_conns", "scrapes", "errors", "p50_ms", "p99_ms")
+COLUMNS = ("rss_mib", "threads", "fds", "db_conns", "scrapes", "errors", "p50_ms", "p99_ms",
+           "check_age")
 
 
 @dataclass
@@ -145,6 +148,21 @@ def start_exporter(args: argparse.Namespace, port: int, workdir: Path) -> tuple[
         command = [*carekpi, "serve", "--config", args.config, "--bind", "127.0.0.1",
                    "--port", str(port)]
         database, db_port = None, args.db_port
+    elif args.checks_every:  # the demo's data and mapping, served with checks this often
+        import yaml
+
+        database = str((workdir / "demo.db").resolve())
+        subprocess.run([*carekpi, "demo", "--seed-only", "--db", f"sqlite:///{database}",
+                        "--config-out", str(workdir / "demo.yaml")],
+                       check=True, stdout=subprocess.DEVNULL, stderr=log)
+        document = yaml.safe_load((workdir / "demo.yaml").read_text())
+        for source in document["sources"].values():
+            source["refresh_interval"] = args.refresh
+        document.setdefault("checks", {})["schedule"] = args.checks_every
+        (workdir / "carekpi.yaml").write_text(yaml.safe_dump(document))
+        command = [*carekpi, "serve", "--config", str(workdir / "carekpi.yaml"), "--bind",
+                   "127.0.0.1", "--port", str(port)]
+        db_port = None
     else:
         database = str((workdir / "demo.db").resolve())
         subprocess.run([*carekpi, "demo", "--seed-only", "--db", f"sqlite:///{database}"],
@@ -154,6 +172,19 @@ def start_exporter(args: argparse.Namespace, port: int, workdir: Path) -> tuple[
         db_port = None
     child = subprocess.Popen(command, stdout=log, stderr=log)
     return child, database, db_port
+
+
+def check_age(url: str) -> float:
+    """Seconds since the latest completed check run (-1: none exported)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = response.read().decode()
+    except OSError:
+        return -1.0
+    for line in body.splitlines():
+        if line.startswith("carekpi_check_last_run_timestamp_seconds "):
+            return time.time() - float(line.split()[1])
+    return -1.0
 
 
 def wait_ready(url: str, child: subprocess.Popen[bytes], seconds: float = 120) -> None:
@@ -181,11 +212,15 @@ def main() -> int:
     parser.add_argument("--config", help="run `carekpi serve --config` instead of the demo")
     parser.add_argument("--db-port", type=int, help="with --config: the database's TCP port")
     parser.add_argument("--workdir", help="where the demo database and exporter.log go")
+    parser.add_argument("--port", type=int, help="the exporter's port (default: a free one)")
+    parser.add_argument("--checks-every", metavar="DURATION",
+                        help="serve the demo with its data-quality checks scheduled this often "
+                        "(e.g. 1m; they run in a child process)")
     args = parser.parse_args()
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="carekpi-soak-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = args.port or free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     child, database, db_port = start_exporter(args, port, workdir)
     if args.config and db_port is None:
@@ -215,7 +250,8 @@ def main() -> int:
             fds, _ = socket_inodes(child.pid)
             row = (rss_mib(child.pid), len(os.listdir(f"/proc/{child.pid}/task")), fds,
                    db_connections(child.pid, database, db_port), len(latencies), errors,
-                   percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000)
+                   percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000,
+                   check_age(url))
             rows.append(row)
             print(f"{minute:>6} " + " ".join(f"{v:>8.1f}" for v in row), flush=True)
         if rows:

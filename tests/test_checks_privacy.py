@@ -43,10 +43,11 @@ def test_marker_values_appear_in_no_output(db_url, tmp_path, caplog, keys):
                                               "--metrics-file", str(metrics)])
         assert result.exit_code == 1, result.output
         outputs += [result.stdout, result.stderr, metrics.read_text()]
-        outputs += [p.read_text() for p in sorted(report_dir.iterdir())]
+        # The reports and the run history (SQLite, read as bytes).
+        outputs += [p.read_bytes().decode("latin-1") for p in sorted(report_dir.iterdir())]
     outputs.append(caplog.text)
     outputs += [str(r.args) + r.getMessage() for r in caplog.records]
-    assert len(outputs) == 3 * 6 + 1 + len(caplog.records)
+    assert len(outputs) == 3 * 7 + 1 + len(caplog.records)
     for text in outputs:
         _assert_clean(text)
     joined = "\n".join(outputs)

@@ -60,6 +60,21 @@ def test_exact_unexpected_counts_on_every_dialect(planted):
     assert all(r.error is None for r in results.values())
 
 
+def test_one_pass_counts_match_great_expectations_check_for_check(planted):
+    """The built-in suite's single aggregate gives GX's own counts and verdicts."""
+    url, moment = planted
+    config = kpi_config.parse(data.config(url), "carekpi.yaml")
+    fast = run_suites(config, now=moment, since=timedelta(days=30))
+    slow = run_suites(config, now=moment, since=timedelta(days=30), builtin_via_gx=True)
+
+    def outcome(r):
+        return (r.entity, r.check, r.column, r.elements, r.unexpected, r.passed,
+                None if r.observed is None else round(r.observed, 6))
+
+    assert [outcome(r) for r in fast] == [outcome(r) for r in slow]
+    assert sum(r.unexpected or 0 for r in fast) > 10  # the planted defects were seen
+
+
 def test_since_window_restricts_every_check(planted):
     url, moment = planted
     config = kpi_config.parse(data.config(url), "carekpi.yaml")
@@ -91,8 +106,13 @@ def test_cli_exit_codes_and_json(planted, tmp_path):
     failed = runner.invoke(checks_group, ["run", "--config", path, "--format", "json"])
     assert failed.exit_code == 1, failed.output
     report = json.loads(failed.stdout)
-    assert report["exit_code"] == 1 and report["summary"]["failed"] == 8
-    assert report["summary"]["warning"] == 1  # the custom department_code check
+    assert report["exit_code"] == 1 and report["summary"]["checks_failed"] == 8
+    assert report["summary"]["checks_warned"] == 1  # the custom department_code check
+    assert set(report["summary"]) == {"checks_run", "checks_passed", "checks_failed",
+                                      "checks_warned", "checks_not_evaluated"}
+    assert report["window"]["mode"] == "full" and report["config"] == path
+    assert report["carekpi_version"] and report["great_expectations_version"].startswith("1.")
+    assert report["sources"] == [f"clinicdb ({url.split(':')[0].split('+')[0]})"]
     only_fresh = runner.invoke(checks_group, ["run", "--config", path, "--suite", "freshness"])
     assert only_fresh.exit_code == 0, only_fresh.output
     assert "3 checks: 3 passed" in only_fresh.stdout
