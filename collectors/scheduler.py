@@ -32,6 +32,12 @@ from kpis.db.errors import ping
 from kpis.snapshot import KpiResult
 
 log = logging.getLogger("carekpi.scheduler")
+SIBLING_RETRY_SECONDS = 0.25
+
+
+def _same_query(a: Unit, b: Unit) -> bool:
+    """Units that differ only in their windows: the same KPIs on the same table."""
+    return a is not b and (a.source, a.entity, a.kpis) == (b.source, b.entity, b.kpis)
 
 
 class Scheduler:
@@ -108,6 +114,13 @@ class Scheduler:
 
     def _dispatch(self, index: int, due: float) -> None:
         unit = self.units[index]
+        if index not in self._in_flight and any(
+                _same_query(unit, self.units[i]) for i in self._in_flight):
+            # One window group of a query at a time: a table that hangs (a lock, a stopped
+            # disk) holds one worker, as before the windows had cadences, not one per window
+            # group. Tried again shortly; its next slot counts from when it runs.
+            self._push(time.monotonic() + SIBLING_RETRY_SECONDS, "unit", index)
+            return
         self._push(max(due + unit.interval, time.monotonic()), "unit", index)
         if index in self._in_flight:
             self.skipped += 1
