@@ -205,7 +205,7 @@ def test_demo_serves_metrics_that_promtool_accepts(tmp_path: Path) -> None:
     finally:
         demo.send_signal(signal.SIGINT)
         _, err = demo.communicate(timeout=30)
-    assert demo.returncode == 0
+    assert demo.returncode == 0, err[-2000:]
     assert "metrics on http://127.0.0.1" in err and "stopped" in err
     assert "Traceback" not in err
 
