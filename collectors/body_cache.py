@@ -86,17 +86,17 @@ class CachedExposition:
         """Stop renewing (the exporter is stopping)."""
         self._closed.set()
 
-    def _watch(self) -> None:
-        while not self._closed.wait(WATCH_SECONDS):
-            version = self._version()
-            with self._lock:
-                stale = [(content_type, self._encoders[content_type])
-                         for content_type, bodies in self._bodies.items()
-                         if bodies.version != version and content_type not in self._renewing
-                         and content_type in self._encoders]
-                self._renewing.update(content_type for content_type, _ in stale)
-            for content_type, encoder in stale:
-                self._renew(encoder, content_type)
+    def _renew_stale(self) -> None:
+        """Renew, each in turn, the bodies of the formats in use that the snapshot left behind."""
+        version = self._version()
+        with self._lock:
+            stale = [(content_type, self._encoders[content_type])
+                     for content_type, bodies in self._bodies.items()
+                     if bodies.version != version and content_type not in self._renewing
+                     and content_type in self._encoders]
+            self._renewing.update(content_type for content_type, _ in stale)
+        for content_type, encoder in stale:
+            self._renew(encoder, content_type)
 
     def collect(self) -> Iterable[Metric]:
         return self.registry.collect()  # type: ignore[no-any-return]
@@ -114,8 +114,8 @@ class CachedExposition:
             (self._zipped if zipped else self._unzipped).add(content_type)
             self._encoders[content_type] = encoder
             if self._watcher is None:
-                self._watcher = threading.Thread(target=self._watch, daemon=True,
-                                                 name="carekpi-exposition")
+                self._watcher = threading.Thread(target=_watch, args=(weakref.ref(self),),
+                                                 daemon=True, name="carekpi-exposition")
                 self._watcher.start()
             self._used[content_type] = now = time.monotonic()
             if len(self._used) > 1:
@@ -204,6 +204,24 @@ class CachedExposition:
         if openmetrics:
             parts.append(_EOF)
         return b"".join(parts), chunks
+
+
+def _watch(cache: weakref.ref[CachedExposition]) -> None:
+    """The watcher: renews while its cache is open and still held by someone. It keeps only a
+    weak reference, so a cache dropped without ``close()`` ends its watcher too."""
+    while True:
+        held = cache()
+        if held is None:
+            return
+        closed = held._closed
+        del held
+        if closed.wait(WATCH_SECONDS):
+            return
+        held = cache()
+        if held is None:
+            return
+        held._renew_stale()
+        del held
 
 
 def _plain_of(bodies: _Bodies) -> bytes:

@@ -51,3 +51,24 @@ def test_a_scrape_after_a_quiet_period_across_an_outage_gets_the_current_state()
         assert _source_up(scrape("text/plain", zipped=True)) == "1.0"
     finally:
         front.close()
+
+
+def test_a_cache_dropped_without_close_ends_its_watcher():
+    """The watcher holds the cache weakly: a front nobody holds any more (a test, an exporter
+    rebuilt) does not leave a thread renewing bodies for good."""
+    import gc
+    import threading
+
+    config = config_module.parse(known_data.config("sqlite:///unused.db"), "carekpi.yaml")
+    store = Store(config)
+    registry = CollectorRegistry()
+    registry.register(CareKpiCollector(store))
+    front = CachedExposition(registry, [store])
+    front.render(*choose_encoder(PROMETHEUS_ACCEPT))
+    watcher = front._watcher
+    assert watcher is not None and watcher.is_alive()
+    del front
+    gc.collect()
+    watcher.join(timeout=10 * WATCH_SECONDS + 1)
+    assert not watcher.is_alive()
+    assert watcher not in threading.enumerate()

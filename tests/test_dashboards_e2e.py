@@ -139,6 +139,9 @@ def _wait_until_ready(base: str, demo: subprocess.Popen, prometheus: subprocess.
 
 # (kpi, window) pairs with a last-success time: 4 default windows, one for "now" values.
 KPI_WINDOWS = sum(1 if k.kind in ("backlog", "freshness") else 4 for k in catalog.load())
+# Panels that list exceptions: a clean demo may rightly have none (whether a demo cell looks
+# suspect depends on the hour it runs); tests/test_foreign_schemas.py makes suspect results.
+EXCEPTION_LISTS = {"Suspect results"}
 QUERIES = [(d["uid"], p, t) for d in build.dashboards() for p, t in inventory.queries(d)]
 
 
@@ -149,6 +152,9 @@ def _ids(items):
 @pytest.mark.parametrize(("uid", "panel", "target"), QUERIES, ids=_ids(QUERIES))
 def test_every_panel_query_returns_data_on_the_demo(stack, uid, panel, target):
     expr = inventory.substitute(target["expr"], {"clinic": ".*", "window": WEEK})
+    if panel["title"] in EXCEPTION_LISTS:
+        _query(stack, expr)  # valid PromQL that Prometheus accepts; empty when all is well
+        return
     assert _query_data(stack, expr), f"empty on the demo: {expr}"
 
 

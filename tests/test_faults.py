@@ -251,9 +251,6 @@ def one_outage(instance: Instance, scraper: Scraper, kpis: list[str]) -> Outage:
     return Outage(down, up, time.monotonic() - back)
 
 
-@pytest.mark.xfail(strict=False, reason="timing-sensitive on a loaded 2-core machine after the "
-                   "per-window cadence; failed in the last clean CI, passed alone: under "
-                   "investigation (see the closing note)")
 def test_database_outages_are_detected_and_survived(instance: Instance) -> None:
     known_data.load(instance.url)
     config = outage_config(instance.url)

@@ -110,8 +110,10 @@ def test_personal_data_folds_and_real_names_stay_in_the_exported_body(clinic_db:
     assert per_clinic == expected(set(PLACES))
     for value in PERSONAL:
         assert value not in text
+    exported = {value for _, labels in samples(text) for _, value in labels}
     for needle in ("555", "jane", "Jane", "12345678", "1980-05-17", "CANARY"):
-        assert needle not in text, needle
+        # in no label value (a timing such as 0.018026000001555076 may well hold "555")
+        assert not any(needle in value for value in exported), needle
 
 
 def test_with_an_allowlist_only_the_listed_codes_are_exported(clinic_db: str) -> None:
