@@ -134,7 +134,7 @@ class Backfill:
         spanning = self.config.model_copy(update={"kpis": self.config.kpis.model_copy(
             update={"windows": [Duration(span)]})})
         ctx = Context(spanning, end)
-        plans = [evaluate.BUILDERS[k.key](ctx, k, entity) for k in unit.kpis]
+        plans = evaluate.unit_plans(ctx, unit, entity)
         bounds = self._bounds(entity)
         offsets = [round((b - bounds[0]).total_seconds()) for b in bounds]
         fine = math.gcd(*offsets[1:]) if len(offsets) > 1 else int(self.grid.step)

@@ -160,7 +160,7 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
     entity = MappedEntity(unit.entity, config.entities[unit.entity])
     started = time.perf_counter()
     try:
-        plans = [with_exclusions(BUILDERS[k.key](ctx, k, entity)) for k in unit.kpis]
+        plans = unit_plans(ctx, unit, entity)
         with meter.timed(unit.source, unit.label) as counted:
             cells, rows = _execute(engine, entity, plans)
             counted.append(rows)
@@ -177,6 +177,12 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
     return [KpiResult(kpi, unit.source, as_of, tuple(caps.fold(kpi, c)), None, None, elapsed,
                       rows, unit.window_labels, plan.variant)
             for kpi, c, plan in zip(unit.kpis, cells, plans, strict=True)]
+
+
+def unit_plans(ctx: Context, unit: Unit, entity: MappedEntity) -> list[Plan]:
+    """The plans of a unit's KPIs, the entity's exclusion rules applied: what a refresh
+    and a backfill both run."""
+    return [with_exclusions(BUILDERS[k.key](ctx, k, entity)) for k in unit.kpis]
 
 
 def _execute(engine: sa.Engine, entity: MappedEntity, plans: list[Plan]

@@ -17,6 +17,7 @@ from collectors import evaluate
 from collectors.backfill import SLOTTED, Backfill, BackfillError, Grid
 from kpis import config as config_module
 from kpis.db.engines import create_all as create_engines
+from kpis.snapshot import EXCLUDED
 from tests import known_data
 
 # Known data sits around 2026-03-02; New York's clocks go forward on 2026-03-08 at 02:00.
@@ -64,6 +65,25 @@ def test_every_series_equals_collect_as_of_at_random_instants(loaded: str) -> No
             assert got == expected, f"at {instant}"
             compared += sum(1 for key in expected if key[0] in SLOTTED)
         assert compared > 100  # the one-pass KPIs had cells to compare
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+
+
+def test_exclusion_rules_leave_backfilled_series_as_they_leave_a_refresh(loaded: str) -> None:
+    data = known_data.config(loaded)
+    data["entities"]["appointments"]["exclude"] = "chan = 'PHONE'"
+    data["entities"]["messages"]["codes"]["priority"] = {"routine": ["R"], "excluded": ["U"]}
+    config = config_module.parse(data, "known.yaml")
+    engines = create_engines(config)
+    try:
+        backfill = Backfill(config, engines, Grid(START, END, 3600.0))
+        k = int((known_data.AS_OF - START).total_seconds() // 3600)
+        expected = snapshot(evaluate.evaluate(config, engines, backfill.instant(k)))
+        excluded = {reason: sum(counts.get(reason, 0) for counts, _ in expected.values())
+                    for reason in (f"{EXCLUDED}excluded_by_rule", f"{EXCLUDED}excluded_code")}
+        assert all(n > 0 for n in excluded.values()), excluded  # both rules matched records
+        assert snapshot(backfill.results(k)) == expected
     finally:
         for engine in engines.values():
             engine.dispose()
