@@ -4,7 +4,8 @@ Server-rendered HTML from the exporter's in-memory snapshot (no query, no JavaSc
 coordinator without Grafana can tell "is it us or the dashboard?". Colours as on the
 dashboards: green where the target is met, red where it is missed, blue for a KPI without a
 target; grey where the value cannot be judged (the refresh fails, the KPI is unavailable, too
-few records). Only aggregates and clinic labels appear, never a record.
+few records); amber where the plausibility guard doubts it (kpis/plausibility.py): a doubtful
+number is never shown green. Only aggregates and clinic labels appear, never a record.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from collectors.store import Store
-from kpis import catalog, durations, effective, snapshot
+from kpis import catalog, durations, effective, plausibility, snapshot
 from kpis.catalog import Kpi
 from kpis.snapshot import Cell, Histogram, KpiResult
 
@@ -25,7 +26,8 @@ h1{margin:0 0 .3rem}h2{font-size:1.05rem;margin:1.4rem 0 .3rem}
 table{border-collapse:collapse;min-width:24rem}td,th{padding:.25rem .7rem;text-align:left}
 th{border-bottom:1px solid #999}td.v{font-weight:600;color:#fff;text-align:right}
 .met{background:#37872d}.missed{background:#c4162a}.neutral{background:#1f60c4}
-.unknown{background:#8e8e8e}p.note{margin:.2rem 0;color:#555}nav a{margin-right:1rem}
+.unknown{background:#8e8e8e}.suspect{background:#e0b400;color:#222}
+p.note{margin:.2rem 0;color:#555}nav a{margin-right:1rem}
 """
 
 
@@ -42,7 +44,8 @@ def page(store: Store, links: Iterable[str]) -> str:
             f'<meta http-equiv="refresh" content="60"><title>CareKPI exporter</title>'
             f"<style>{_STYLE}</style></head><body><h1>CareKPI exporter</h1>"
             f"<nav>{nav}</nav><p class=\"note\">Latest values at {stamp}; green: target met, "
-            "red: missed, blue: no target, grey: cannot be judged.</p>"
+            "red: missed, blue: no target, grey: cannot be judged, amber: doubtful (hover for why)."
+            "</p>"
             + ("".join(sections) or "<p>No KPI refreshed yet.</p>") + "</body></html>\n")
 
 
@@ -67,8 +70,13 @@ def _section(kpi: Kpi, results: list[KpiResult], store: Store) -> str:
         state = _state(kpi, value, snapshot.volume(kpi, cell), clinic_goal, bool(failing),
                        effective.min_volume(kpi, config))
         shown = "no data" if value is None else _format(kpi, value)
+        doubts = plausibility.doubts(kpi, cell)
+        why = ""
+        if doubts and state != "unknown":
+            state, shown = "suspect", f"{shown} ?"
+            why = f' title="{html.escape("; ".join(d.detail for d in doubts))}"'
         rows.append(f"<tr><td>{html.escape(group)}</td>"
-                    f'<td class="v {state}">{html.escape(shown)}</td></tr>')
+                    f'<td class="v {state}"{why}>{html.escape(shown)}</td></tr>')
     note = f'<p class="note">refresh failing: {html.escape(failing[0])}</p>' if failing else ""
     label = "entity" if kpi.kind == "freshness" else "clinic"
     table = (f"<table><tr><th>{label}</th><th>value</th></tr>{''.join(rows)}</table>"
@@ -105,7 +113,8 @@ def _add(a: Cell, b: Cell) -> Cell:
     histogram: Histogram | None = a.histogram
     if a.histogram is not None and b.histogram is not None:
         histogram = a.histogram.merged(b.histogram)
-    return Cell(a.labels, counts, histogram)
+    spread = a.spread.merged(b.spread) if a.spread and b.spread else a.spread or b.spread
+    return Cell(a.labels, counts, histogram, spread)
 
 
 def _state(kpi: Kpi, value: float | None, volume: float, goal: catalog.Target | None,

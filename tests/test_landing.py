@@ -13,15 +13,19 @@ import re
 import shutil
 import subprocess
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import bcrypt
 import pytest
 from prometheus_client import CollectorRegistry
 
+from collectors import landing
 from collectors.service import Exporter
 from collectors.web import load_web_config
+from kpis import catalog, effective, plausibility
 from kpis import config as config_module
+from kpis.snapshot import EXCLUDED, Cell, KpiResult
 from tests import known_data
 from tests.conftest import in_ci
 from tests.test_exporter import wait_for
@@ -93,3 +97,32 @@ def test_landing_page_shows_values_against_targets_in_a_browser(tmp_path: Path) 
     assert screenshot.stat().st_size > 10_000
     # No record ever reaches the page: only clinic codes and aggregates.
     assert "appt" not in dom and "PHONE" not in dom
+
+
+class _Latest:
+    """The two things the page reads of a store: its config and its latest results."""
+
+    def __init__(self, config: config_module.Config, results: list) -> None:
+        self.config, self._results = config, results
+
+    def results(self) -> list:
+        return self._results
+
+
+def test_a_doubtful_value_is_amber_with_its_reason_never_green() -> None:
+    config = config_module.parse(known_data.config("sqlite:///unused.db"), "known.yaml")
+    kpi = catalog.get("A1")
+    labels = (("clinic", "north"), ("window", "7d"))
+    # north: 0 no-shows of 40 kept records would be green (target <= 10 %), but 50 more
+    # records were left out by an exclusion rule: 50 of 90 is more than half.
+    doubtful = Cell(labels, {"numerator": 0, "denominator": 40, f"{EXCLUDED}excluded_code": 50})
+    plain = Cell((("clinic", "south"), ("window", "7d")), {"numerator": 0, "denominator": 40})
+    assert effective.min_volume(kpi, config) <= 40  # enough records to be judged
+    assert plausibility.doubts(kpi, doubtful) and not plausibility.doubts(kpi, plain)
+    result = KpiResult(kpi, "main", datetime(2026, 3, 2, tzinfo=UTC), (doubtful, plain))
+    dom = landing.page(_Latest(config, [result]), ["/metrics"])  # type: ignore[arg-type]
+    north = re.search(r'<td>north</td><td class="v (\w+)" title="([^"]*)">([^<]*)</td>', dom)
+    assert north, dom
+    assert north.groups() == ("suspect", "50 of 90 records left out (excluded_code 50)",
+                              "0.0 % ?")
+    assert cell(dom, f"{kpi.id} {kpi.name}", "south") == ("met", "0.0 %")
