@@ -53,9 +53,12 @@ class CheckResultsCollector(Collector):
         with self._lock:
             results, finished, duration = self._results, self._finished_at, self._duration
         families = self._families()
-        passed, ratio, unexpected, elements, last_run, run_duration = families
+        passed, evaluated, ratio, unexpected, elements, last_run, run_duration = families
         for r in results:
             labels = [r.entity, r.check, r.column, r.severity]
+            evaluated.add_metric(labels, 0.0 if r.error is not None else 1.0)
+            if r.error is not None:
+                continue  # not evaluated is not failed: no passed sample, no counts
             passed.add_metric(labels, 1.0 if r.passed else 0.0)
             if r.unit == "ratio" and r.observed is not None:
                 ratio.add_metric(labels, r.observed)
@@ -73,7 +76,11 @@ class CheckResultsCollector(Collector):
     def _families() -> list[GaugeMetricFamily]:
         return [
             GaugeMetricFamily(names.CHECK_PASSED, "1 if the data-quality check passed in the "
-                              "latest run, else 0", labels=LABELS),
+                              "latest run, else 0 (absent when it was not evaluated)",
+                              labels=LABELS),
+            GaugeMetricFamily(names.CHECK_EVALUATED, "1 if the data-quality check could be "
+                              "evaluated in the latest run, else 0 (the run's report and log "
+                              "say why)", labels=LABELS),
             GaugeMetricFamily(names.CHECK_OBSERVED_RATIO, "Share of checked records that "
                               "passed the check in the latest run (0-1)", labels=LABELS),
             GaugeMetricFamily(names.CHECK_UNEXPECTED, "Records failing the check in the "

@@ -33,6 +33,7 @@ DEFAULT_CALENDAR = "default"  # the name of ``kpis.calendar``
 
 # Data-quality checks (issue: checks).
 CHECK_PASSED = f"{PREFIX}_check_passed"
+CHECK_EVALUATED = f"{PREFIX}_check_evaluated"
 CHECK_OBSERVED_RATIO = f"{PREFIX}_check_observed_ratio"
 CHECK_UNEXPECTED = f"{PREFIX}_check_unexpected_elements"
 CHECK_ELEMENTS = f"{PREFIX}_check_elements"

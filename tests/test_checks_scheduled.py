@@ -121,10 +121,12 @@ def test_a_run_that_hangs_or_bloats_is_killed_and_not_evaluated(tmp_path, work, 
         assert not _alive(int(pid_file.read_text()))
         results = checks.last.results
         assert results and all(r.error == reason and r.status == "error" for r in results)
-        body = _scrape(port, "carekpi_check_passed{")  # the exporter kept serving
+        body = _scrape(port, "carekpi_check_evaluated{")  # the exporter kept serving
         assert "carekpi_source_up" in body
-        assert ('carekpi_check_passed{check="conformance",column="status",'
+        assert ('carekpi_check_evaluated{check="conformance",column="status",'
                 'entity="appointments",severity="error"} 0.0') in body
+        # Not evaluated is not failed: no passed sample for CareKPICheckFailed to page on.
+        assert "carekpi_check_passed{" not in body
         assert "carekpi_check_unexpected_elements{" not in body  # nothing was counted
         assert "\ncarekpi_check_last_run_timestamp_seconds " not in body  # no run completed
     finally:
