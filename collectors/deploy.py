@@ -38,23 +38,11 @@ def check_urls(raw: dict[str, Any], path: str) -> list[str]:
         url = str((source or {}).get("url", "")) if isinstance(source, dict) else ""
         if secrets.has_reference(url):
             continue
-        if _has_password(url):
+        if secrets.has_credential(url):
             raise CareKPIError(
-                f"{path}: sources.{name}.url: holds a literal password; put the URL in a secret "
+                f"{path}: sources.{name}.url: holds a literal credential; put the URL in a secret "
                 f"and write url: ${{file:{SECRET_DIR}/{name}-url}}")
     return sorted(str(name) for name in sources)
-
-
-def _has_password(url: str) -> bool:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return "@" in url
-    query_secret = any(k.lower() in ("password", "passwd", "pwd") for k in parsed.query)
-    return bool(parsed.password) or query_secret
 
 
 def _labels(component: str, shard: Shard) -> dict[str, str]:

@@ -106,3 +106,9 @@ def mask_url(url: str) -> str:
         if colon >= 0:
             url = f"{url[:scheme + 3]}{rest[:colon]}:***{rest[at:]}"
     return _SECRET_PARAM.sub(r"\1\2***", url)
+
+
+def has_credential(url: str) -> bool:
+    """Whether a URL holds a credential in any form :func:`mask_url` masks (a literal one: a
+    ``${...}`` reference is not resolved here)."""
+    return mask_url(url) != url

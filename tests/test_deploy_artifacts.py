@@ -149,6 +149,9 @@ def test_one_deployment_and_service_per_shard_one_service_monitor():
 @pytest.mark.parametrize("url", [
     "postgresql+psycopg://carekpi:s3cret@db/scheduling",
     "postgresql+psycopg://carekpi@db/scheduling?password=s3cret",
+    "postgresql+psycopg://carekpi@db/scheduling?sslmode=require&sslpassword=s3cret",
+    "mysql+pymysql://carekpi@db/scheduling?passwd=s3cret",
+    "postgresql+psycopg://carekpi:p@ss@s3cret@db/scheduling",  # an unencoded @
 ])
 def test_a_literal_password_never_lands_in_a_configmap_or_a_unit(url):
     text = CONFIG_TEXT.replace("${env:CONTACT_URL}", url)
