@@ -24,11 +24,11 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from kpis import model
 from kpis.durations import Duration
-from kpis.durations import parse as parse_duration
+from kpis.strict import Strict, duration
 
 Severity = Literal["error", "warning"]
 SUITES = ("completeness", "conformance", "plausibility", "freshness", "custom")
@@ -63,17 +63,13 @@ FORMATS = {
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Rule(_Strict):
+class Rule(Strict):
     enabled: bool = True
     threshold: float | None = Field(None, ge=0.0, le=1.0)
     severity: Severity | None = None
 
 
-class CustomCheck(_Strict):
+class CustomCheck(Strict):
     entity: str
     expectation: str
     kwargs: dict[str, Any] = {}
@@ -92,7 +88,7 @@ class CustomCheck(_Strict):
         return self.name or self.expectation
 
 
-class ChecksConfig(_Strict):
+class ChecksConfig(Strict):
     since: Duration | None = None
     schedule: Duration | None = None
     freshness_max_age: Duration = Duration(7200)
@@ -102,13 +98,15 @@ class ChecksConfig(_Strict):
     rules: dict[str, Rule] = {}
     custom: list[CustomCheck] = []
 
-    @field_validator("since", "schedule", "freshness_max_age", "future_tolerance",
-                     mode="before")
+    _dur = field_validator("since", "schedule", "freshness_max_age", "future_tolerance",
+                           mode="before")(lambda v: None if v is None else duration(v))
+
+    @field_validator("since", "schedule", "freshness_max_age")
     @classmethod
-    def _duration(cls, value: Any) -> Any:
-        if value is None or isinstance(value, Duration):
-            return value
-        return parse_duration(value)
+    def _positive(cls, value: Duration | None) -> Duration | None:
+        if value is not None and value.seconds <= 0:
+            raise ValueError("must be longer than zero")
+        return value
 
     def rule(self, entity: str, check: str) -> tuple[bool, float, Severity]:
         """Whether a built-in check runs, its threshold and severity (entity rule wins)."""

@@ -22,7 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kpis import catalog
+from kpis import catalog, opening_hours
 from kpis import config as config_module
 from kpis.demo import config_yaml
 from kpis.errors import ConfigError, one_line
@@ -216,7 +216,7 @@ def bad_opening_hours(draw: st.DrawFn) -> Case:
     span = draw(st.one_of(
         st.sampled_from(["18:00-08:00", "08:00-08:00", "8-18", "08:00 - 18:00", "24:00-24:30",
                          "08:60-18:00", "08:00-25:00", "closed", "", "08:00-18:00-20:00"]),
-        st.text(max_size=11).filter(lambda s: not config_module._HOURS.match(s))))
+        st.text(max_size=11).filter(lambda s: not opening_hours.HOURS.match(s))))
     loc = ("kpis", "calendar", "hours", day)
     return Case(f"hours {span!r} on {day}", dump(put(BASE, loc, span)), loc)
 
@@ -332,6 +332,31 @@ def test_a_label_cap_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config_module.load(path)
     assert caught.value.key == "labels.limits.clinic"
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    (("checks", "since"), float("inf"), "a duration must be finite and at most 10 years"),
+    (("checks", "schedule"), "0s", "must be longer than zero"),
+    (("checks", "freshness_max_age"), 0, "must be longer than zero"),
+    (("checks", "since"), "600w", "a duration must be finite and at most 10 years"),
+])
+def test_checks_durations_are_bounded_like_every_other(key, value, message, tmp_path: Path
+                                                       ) -> None:
+    path = tmp_path / "carekpi.yaml"
+    path.write_text(dump({**BASE, "checks": {key[-1]: value}}))
+    with pytest.raises(ConfigError) as caught:
+        config_module.load(path)
+    assert caught.value.key == ".".join(key)
+    assert message in caught.value.message
+
+
+def test_a_typo_in_a_kpi_section_suggests_that_sections_keys(tmp_path: Path) -> None:
+    path = tmp_path / "carekpi.yaml"
+    path.write_text(dump(put(BASE, ("kpis", "no_show", "targte"), 0.1)))
+    with pytest.raises(ConfigError) as caught:
+        config_module.load(path)
+    assert caught.value.key == "kpis.no_show.targte"
+    assert "did you mean 'target'?" in caught.value.message
 
 
 def test_a_duplicate_key_is_refused_not_silently_overridden(tmp_path: Path) -> None:

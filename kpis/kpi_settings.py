@@ -1,0 +1,108 @@
+"""``kpis:``: shared windows and calendar, then one optional section per KPI (enabled,
+targets, minimum volume, cadences, SLAs and the KPI's own parameters)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kpis import catalog
+from kpis.durations import Duration
+from kpis.opening_hours import Calendar
+from kpis.strict import (
+    Located,
+    Strict,
+    describe,
+    duration,
+    parse_window_intervals,
+    sla_duration,
+)
+from kpis.suggest import did_you_mean
+
+
+class SlaOverride(Strict):
+    channel: str | None = None
+    priority: str | None = None
+    sla: Duration
+
+    _dur = field_validator("sla", mode="before")(lambda v: sla_duration(v))
+
+    @model_validator(mode="after")
+    def _selects(self) -> SlaOverride:
+        if self.channel is None and self.priority is None:
+            raise ValueError("an SLA override needs a channel, a priority or both")
+        return self
+
+
+class KpiSettings(Strict):
+    enabled: bool = True
+    target: float | None = None
+    clinic_targets: dict[str, float] = {}
+    min_volume: int | None = Field(None, ge=0)
+    refresh_interval: Duration | None = None
+    window_intervals: dict[Duration, Duration] = {}  # see kpis/cadence.py
+    sla: Duration | None = None
+    sla_overrides: list[SlaOverride] = []
+    threshold: Duration | None = None
+    item: str | None = None
+    lookback: Duration | None = None
+
+    _dur = field_validator("refresh_interval", "threshold", "lookback", mode="before")(duration)
+    _win = field_validator("window_intervals", mode="before")(parse_window_intervals)
+    _sla = field_validator("sla", mode="before")(lambda v: sla_duration(v))
+
+
+_KPI_PARAMS = ("sla", "sla_overrides", "threshold", "item", "lookback")
+
+
+class Kpis(Strict):
+    """The ``kpis:`` section: shared settings, then one optional section per KPI key."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    windows: list[Duration] = [Duration(3600), Duration(86400), Duration(604800),
+                               Duration(2592000)]
+    calendar: Calendar | None = None
+
+    _win = field_validator("windows", mode="before")(
+        lambda v: [duration(x) for x in v] if isinstance(v, list) else v
+    )
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: list[Duration]) -> list[Duration]:
+        if not value:
+            raise ValueError("at least one window is needed")
+        if any(w.seconds <= 0 for w in value) or len(set(value)) != len(value):
+            raise ValueError("windows must be positive and distinct")
+        return sorted(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kpi_sections(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = catalog.by_key()
+        for key, section in list(data.items()):
+            if key in ("windows", "calendar"):
+                continue
+            if key not in known:
+                hint = did_you_mean(str(key), [*known, "windows", "calendar"])
+                raise Located(("kpis", key), f"unknown KPI{hint} (see `carekpi kpis list`)")
+            try:
+                settings = KpiSettings.model_validate(section or {})
+            except ValidationError as exc:
+                where, message = describe(exc.errors()[0], KpiSettings)
+                raise Located(("kpis", key, *filter(None, where.split("."))), message) from None
+            kpi = known[key]
+            for param in _KPI_PARAMS:
+                if param in (section or {}) and param not in kpi.params:
+                    raise Located(("kpis", key, param), f"not a setting of {kpi.id} {kpi.name}")
+            if (settings.target is not None or settings.clinic_targets) and kpi.target is None:
+                raise Located(("kpis", key, "target"), f"{kpi.id} is trend-only, without target")
+            data[key] = settings
+        return data
+
+    def settings(self, key: str) -> KpiSettings:
+        value = (self.model_extra or {}).get(key)
+        return value if isinstance(value, KpiSettings) else KpiSettings()
