@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,24 @@ def _moment(value: str, option: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
+        also = ", a duration before --end such as 30d," if option == "--start" else ""
         raise CareKPIError(f"{option} {value!r}: expected an ISO 8601 time such as "
-                           "2026-03-01T00:00:00Z, a date, or now") from None
+                           f"2026-03-01T00:00:00Z, a date{also} or now") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _start(value: str, end: datetime) -> datetime:
+    """--start: an instant, or a duration before --end (``30d``: the last 30 days)."""
+    from kpis import durations
+
+    try:
+        back = durations.parse(value)
+    except ValueError:
+        return _moment(value, "--start")
+    if not 0 < back.seconds <= 10 * 366 * 86400:
+        raise CareKPIError(f"--start {value}: a duration before --end must be positive and at "
+                           "most 10 years")
+    return end - timedelta(seconds=back.seconds)
 
 
 def _aligned(moment: datetime, step: float, up: bool) -> datetime:
@@ -40,8 +55,8 @@ def _aligned(moment: datetime, step: float, up: bool) -> datetime:
 @click.command("backfill")
 @click.option("--config", "config_path", required=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Path to carekpi.yaml.")
-@click.option("--start", help="First instant (ISO 8601 or a date); default: the oldest "
-                              "record the sources hold.")
+@click.option("--start", help="First instant (ISO 8601 or a date), or a duration before "
+                              "--end (30d); default: the oldest record the sources hold.")
 @click.option("--end", default="now", show_default=True, help="Last instant (ISO 8601 or now).")
 @click.option("--step", default="1h", show_default=True,
               help="Between instants; at most the smallest window, and dividing every window.")
@@ -140,7 +155,7 @@ def _grid(config: Any, engines: Any, state: Path, options: dict[str, Any], step:
         if first is None:
             raise CareKPIError("the sources hold no record to start from; give --start")
     else:
-        first = _moment(options["start"], "--start")
+        first = _start(options["start"], end)
     grid = Grid(_aligned(first, step, up=True), end, step)
     if grid.end >= grid.start:
         saved.write_text(json.dumps({"start": grid.start.isoformat(),

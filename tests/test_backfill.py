@@ -165,10 +165,23 @@ def test_tsdb_blocks_made_by_promtool_hold_the_samples(known_config: Path, tmp_p
             'window="1d"} 1 1772452800000') in dump
 
 
+def test_a_start_given_as_a_duration_counts_back_from_the_end(known_config: Path,
+                                                              tmp_path: Path) -> None:
+    texts = []
+    for start in ("1d", "2026-03-02"):
+        out = tmp_path / f"{start}.om"
+        done = carekpi("backfill", "--config", str(known_config), "--openmetrics", str(out),
+                       "--start", start, "--end", "2026-03-03")
+        assert done.returncode == 0, done.stderr
+        texts.append(out.read_text())
+    assert texts[0] == texts[1] and texts[0].count("\n") > 100
+
+
 @pytest.mark.parametrize(("extra", "expected"), [
     (("--start", "2026-03-02", "--end", "2026-03-01"), "carekpi: --end 2026-03-01 is before "),
     (("--start", "2026-03-02", "--step", "2h"), "carekpi: --step 2h is longer than the "),
     (("--start", "yesterday"), "carekpi: --start 'yesterday': expected an ISO 8601 time"),
+    (("--start", "0d"), "carekpi: --start 0d: a duration before --end must be positive"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(known_config: Path, tmp_path: Path,
                                                           extra: tuple[str, ...],
