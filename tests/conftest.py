@@ -31,6 +31,35 @@ _counter = itertools.count()
 _unreachable: dict[str, str] = {}
 
 
+# The quick tier, `bash tests/run.sh -m "not slow"` (under a minute): pure code and SQLite.
+# Slow, besides the end-to-end tests marked so in their modules: every test on a server
+# database or with a Prometheus binary, and the modules below.
+SLOW_MARKS = ("postgresql", "mysql", "prometheus")
+SLOW_MODULES = {
+    "test_demo_data": "seeds the 90-day demo, several times",
+    "test_faults": "starts exporters and demos, waits out timeouts",
+    "test_shards": "three exporters per dialect",
+    "test_checks_demo": "seeds the demo and runs every check",
+    "test_checks_privacy": "seeds the demo and runs every check",
+    "test_checks_report": "headless Chromium",
+    "test_landing": "headless Chromium",
+    "test_exposition_valid": "serves the demo",
+    "test_dashboards_publish": "a fake Grafana over HTTP",
+    "test_web_attacks": "waits out the header timeouts",
+    "test_ci_tooling": "runs .ci/run's functions and pytest in bash",
+    "test_backfill": "runs the CLI over ranges of instants",
+    "test_exporter": "serves and scrapes a live exporter",
+    "test_cadence": "waits out refresh intervals",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        if module in SLOW_MODULES or any(item.get_closest_marker(m) for m in SLOW_MARKS):
+            item.add_marker(pytest.mark.slow)
+
+
 def free_port(start: int = 19100, end: int = 19400, exclude: tuple[int, ...] = ()) -> int:
     """A loopback port in [start, end) that nothing listens on now."""
     for port in range(start, end):
