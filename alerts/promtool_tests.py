@@ -1,15 +1,16 @@
-"""The promtool unit-test files (``alerts/tests/*.yaml``): KPI alerts from ``unit_tests`` and
-the health alerts here, each with firing and silent cases. Deterministic like the rules."""
+"""The promtool unit-test files (``alerts/tests/*.yaml``): the KPI alerts' cases from
+``kpi_cases`` and the health alerts' here, each with firing and silent cases. Deterministic
+like the rules."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from alerts import burn_rate, data_quality, health, settings, unit_tests
+from alerts import burn_rate, data_quality, health, kpi_cases, settings
 from alerts.build import ALERTS_FILE, RECORDING_FILE, dump, write_texts
+from alerts.kpi_cases import SOURCE, Test, series
 from alerts.targets import TARGETED_KINDS
-from alerts.unit_tests import SOURCE, Test, series
 from kpis import effective, names
 from kpis.config import Calendar, Config
 from kpis.series import RUNBOOK_URL, selector
@@ -24,7 +25,7 @@ DATA_QUALITY, SLOW_EVALUATION_INTERVAL = "data_quality.test.yaml", "1h"
 
 def _firing(rule: dict[str, Any], labels: dict[str, str], value: float,
             target: float | None = None) -> dict[str, Any]:
-    return unit_tests.expected(rule, labels, value, target)
+    return kpi_cases.expected(rule, labels, value, target)
 
 
 def stale_feed_tests(item: settings.KpiRules, calendar: Calendar | None, runbook_base: str,
@@ -34,7 +35,7 @@ def stale_feed_tests(item: settings.KpiRules, calendar: Calendar | None, runbook
     closed (a night, a holiday), the same stale feed stays silent."""
     rule = health.stale_feed_alert(item, calendar, runbook_base, job)
     assert item.target is not None
-    wait = unit_tests.minutes(item.kpi.alert_for)
+    wait = kpi_cases.minutes(item.kpi.alert_for)
     at = int(item.target // 60) + wait + 5
     newest = names.NEWEST_RECORD
     inputs = [
@@ -42,7 +43,7 @@ def stale_feed_tests(item: settings.KpiRules, calendar: Calendar | None, runbook
          "values": f"0+0x{at + 5}"},
         {"series": selector(newest, source=SOURCE, entity="calls"),
          "values": f"0+60x{at + 5}"},
-        unit_tests.target_series(item.kpi, item.target, at + 5),
+        kpi_cases.target_series(item.kpi, item.target, at + 5),
     ]
     labels = {"source": SOURCE, "entity": "messages"}
     firing = [_firing(rule, labels, at * 60.0, item.target)]
@@ -156,12 +157,12 @@ def kpi_tests(config: Config | None, runbook_base: str,
         if item.kpi.target is None or item.target is None:
             continue
         if item.kpi.kind in TARGETED_KINDS:
-            target_tests.append(unit_tests.target_test(item, runbook_base, job))
+            target_tests.append(kpi_cases.target_test(item, runbook_base, job))
         elif item.kpi.kind == "backlog":
-            target_tests.append(unit_tests.backlog_test(item, runbook_base, job))
+            target_tests.append(kpi_cases.backlog_test(item, runbook_base, job))
         if item.kpi.burn_rate and item.kpi.kind == "proportion":
             for tier in burn_rate.tiers(item, effective.window_seconds(config)):
-                burn_tests.append(unit_tests.burn_test(item, tier, runbook_base, job))
+                burn_tests.append(kpi_cases.burn_test(item, tier, runbook_base, job))
     return target_tests, burn_tests
 
 

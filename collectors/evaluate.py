@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from collectors import access_plans, call_plans, response_plans, shards
+from collectors import access_plans, call_plans, deadline_plans, shards, survey_plans
 from collectors.labels import LabelCaps
 from collectors.load import LoadMeter
 from collectors.plan import Context, Plan, at, with_exclusions
@@ -32,7 +32,7 @@ from kpis.snapshot import Cell, KpiResult
 log = logging.getLogger("carekpi.collectors")
 Builder = Callable[[Context, Kpi, MappedEntity], Plan]
 BUILDERS: dict[str, Builder] = {**access_plans.BUILDERS, **call_plans.BUILDERS,
-                                 **response_plans.BUILDERS}
+                                 **deadline_plans.BUILDERS, **survey_plans.BUILDERS}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""promtool unit tests (``promtool test rules``) for the KPI alerts, built from the catalog.
+"""The KPI alerts' promtool test cases (``promtool test rules``), built from the catalog.
 
 Every target, backlog and burn-rate alert gets clinics whose series make it fire and clinics
 that must stay silent: a healthy clinic, a clinic whose own (lenient) target it meets, a clinic

@@ -1,4 +1,6 @@
-"""Plans for response SLAs (M1-M3), follow-up (F1-F3) and the survey KPIs (S1-S5)."""
+"""Plans for the KPIs with a deadline: response SLAs (M1-M3), follow-up and complaints
+(F1-F3); an answer, a call back or a letter is on time or late, counted on the business
+clock where the KPI says so."""
 
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ from collectors.sqlfuncs import number, seconds_between
 from kpis.catalog import Kpi
 from kpis.db.entity import MappedEntity
 from kpis.durations import Duration
-from kpis.model import SCALE_BOUNDS
 
 DAY = 86400.0
 DEFAULT_SLA = {"response_sla": Duration(0, 1), "sla_breach_backlog": Duration(0, 1),
@@ -70,7 +71,7 @@ def _sla_of(classes: list[tuple[ColumnElement[bool], float]]) -> ColumnElement[f
                    else_=number(classes[-1][1]))
 
 
-def _deadline_plan(ctx: Context, kpi: Kpi, e: MappedEntity, receipt: str, done: str,
+def deadline_plan(ctx: Context, kpi: Kpi, e: MappedEntity, receipt: str, done: str,
                    classes: list[tuple[ColumnElement[bool], float]], business: bool,
                    eligible: ColumnElement[bool] | None = None,
                    success: ColumnElement[bool] | None = None) -> Plan:
@@ -103,7 +104,7 @@ def first_response_time(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
 
 
 def response_sla(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    return _deadline_plan(ctx, kpi, e, "received", "first_response",
+    return deadline_plan(ctx, kpi, e, "received", "first_response",
                           sla_classes(ctx, kpi, e), business=True)
 
 
@@ -125,12 +126,12 @@ def sla_breach_backlog(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
 def follow_up(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     sla = ctx.sla_seconds(ctx.settings(kpi).sla or DEFAULT_SLA[kpi.key])
     two_way = e.is_code("outcome", "reached")
-    return _deadline_plan(ctx, kpi, e, "due_from", "completed", [(sa.true(), sla)],
+    return deadline_plan(ctx, kpi, e, "due_from", "completed", [(sa.true(), sla)],
                           business=True, success=two_way)
 
 
 def complaint_response(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    return _deadline_plan(ctx, kpi, e, "received", "responded",
+    return deadline_plan(ctx, kpi, e, "received", "responded",
                           [(sa.true(), COMPLAINT_DEADLINE)], business=False)
 
 
@@ -143,72 +144,6 @@ def overdue_complaints(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     return Plan(kpi, e, where, [("", sa.true())], measures, label_dims(kpi, e), (kpi.key,))
 
 
-def _plain(ctx: Context, kpi: Kpi, e: MappedEntity, measures: list[Measure]) -> Plan:
-    where, windows = anchored(ctx, e, kpi.anchor)
-    dims = label_dims(kpi, e)
-    return Plan(kpi, e, where, windows, measures, dims,
-                (e.name, kpi.anchor, tuple(n for n, _ in dims)))
-
-
-def _scale(e: MappedEntity, scale: str, low: int, high: int) -> ColumnElement[bool]:
-    score = e.col("score")
-    return sa.and_(e.is_code("scale", scale), score >= number(low), score <= number(high))
-
-
-def _on_scale(e: MappedEntity, scale: str) -> ColumnElement[bool]:
-    """A score within its scale's bounds (kpis.model.SCALE_BOUNDS)."""
-    return _scale(e, scale, *SCALE_BOUNDS[scale])
-
-
-def _recommend(ctx: Context, kpi: Kpi, e: MappedEntity) -> ColumnElement[bool]:
-    item = ctx.settings(kpi).item or "recommend"
-    return sa.and_(e.col("item") == item, _on_scale(e, "0-10"))
-
-
-def _off_scale(e: MappedEntity, *scales: str) -> Measure:
-    """Scores outside their scale (or on a scale no code maps to): counted, left out."""
-    score = e.col("score")
-    on_scale = [sa.and_(e.is_code("scale", s), sa.or_(score < number(lo), score > number(hi)))
-                for s, (lo, hi) in ((s, SCALE_BOUNDS[s]) for s in scales)]
-    return excluded("score_out_of_range", sa.and_(score.is_not(None), sa.or_(*on_scale)))
-
-
-def top_box(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    valid = sa.or_(_on_scale(e, "0-10"), _on_scale(e, "1-4"))
-    top = sa.or_(_scale(e, "0-10", 9, 10), _scale(e, "1-4", 4, 4))
-    return _plain(ctx, kpi, e, [Measure("denominator", valid),
-                                Measure("numerator", sa.and_(valid, top)),
-                                _off_scale(e, "0-10", "1-4")])
-
-
-def nps(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    answer = _recommend(ctx, kpi, e)
-    score = e.col("score")
-    return _plain(ctx, kpi, e, [Measure("responses", answer),
-                                Measure("promoters", sa.and_(answer, score >= number(9))),
-                                Measure("detractors", sa.and_(answer, score <= number(6)))])
-
-
-def csat(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    valid = _on_scale(e, "1-5")
-    return _plain(ctx, kpi, e, [Measure("denominator", valid),
-                                Measure("numerator", sa.and_(valid, e.col("score") >= 4)),
-                                _off_scale(e, "1-5")])
-
-
-def survey_response(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    completed = pinned(ctx, e, "completed").is_not(None)
-    return _plain(ctx, kpi, e, [Measure("denominator", sa.true()),
-                                Measure("numerator", completed)])
-
-
-def detractor_follow_up(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    sla = ctx.sla_seconds(ctx.settings(kpi).sla or DEFAULT_SLA[kpi.key])
-    detractor = sa.and_(_recommend(ctx, kpi, e), e.col("score") <= number(6))
-    return _deadline_plan(ctx, kpi, e, "submitted", "contacted", [(sa.true(), sla)],
-                          business=True, eligible=detractor)
-
-
 BUILDERS: dict[str, Any] = {
     "first_response_time": first_response_time,
     "response_sla": response_sla,
@@ -216,9 +151,4 @@ BUILDERS: dict[str, Any] = {
     "follow_up": follow_up,
     "complaint_response": complaint_response,
     "overdue_complaints": overdue_complaints,
-    "top_box": top_box,
-    "nps": nps,
-    "csat": csat,
-    "survey_response": survey_response,
-    "detractor_follow_up": detractor_follow_up,
 }
