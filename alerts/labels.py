@@ -17,7 +17,6 @@ from kpis.catalog import Kpi
 ALL = "all"  # the value of a label an alert is not about (no single clinic, KPI or source)
 SEVERITY, OBJECTIVE, JOB, SIGNAL = "severity", "objective", "job", "signal"
 SIGNALS = ("fast_burn", "target", "slow_burn", "backlog", "stale_feed")
-EVERY_ALERT = (SEVERITY, names.CLINIC, names.KPI, names.SOURCE, JOB)
 
 
 def kpi_alert(kpi: Kpi, severity: str, job: str, signal: str) -> dict[str, str]:

@@ -26,10 +26,7 @@ class Goal:
     op: str
     value: float
     min_volume: int
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self.op == ">="
+    higher_is_better: bool  # kpis.effective decides the direction
 
 
 def goal(kpi: Kpi, config: Config | None = None) -> Goal | None:
@@ -38,7 +35,8 @@ def goal(kpi: Kpi, config: Config | None = None) -> Goal | None:
     if target is None:
         return None
     return Goal(stat=target.stat, op=target.op, value=target.value,
-                min_volume=effective.min_volume(kpi, config))
+                min_volume=effective.min_volume(kpi, config),
+                higher_is_better=effective.higher_is_better(kpi))
 
 
 def just_above(value: float) -> float:

@@ -20,7 +20,6 @@ import click
 from kpis.errors import CareKPIError, one_line
 
 HELP_OPTIONS = ["-h", "--help"]
-CONTEXT = {"help_option_names": HELP_OPTIONS}
 log = logging.getLogger("carekpi")
 
 

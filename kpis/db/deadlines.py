@@ -71,10 +71,6 @@ class _Watchdog:
                 return True
             return False
 
-    def cut(self, key: int) -> bool:
-        with self._wake:
-            return key in self._aborted
-
     def abort_engine(self, engine: int) -> int:
         with self._wake:
             due = [key for key, (_, owner, _) in self._armed.items() if owner == engine]
