@@ -36,7 +36,7 @@ def _cell(result: KpiResult, cell: Cell, config: Config) -> dict[str, Any]:
         # Alerts ignore cells under the minimum volume; say so rather than hide the number.
         row["low_volume"] = volume(kpi, cell) < effective.min_volume(kpi, config)
     if current is None:
-        row["status"] = "no-data"
+        row["status"] = "no_data"
     elif goal is None:
         row["status"] = "ok"
     else:

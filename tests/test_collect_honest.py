@@ -6,6 +6,7 @@ database URLs as users have them."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from kpis import catalog, report
+from kpis import config as config_module
 from kpis.cli import main
+from kpis.snapshot import Cell, KpiResult
 from tests import known_data
 from tests.conftest import free_port
 
@@ -115,3 +119,15 @@ def test_a_missing_driver_or_unknown_dialect_is_one_line(tmp_path: Path, url: st
     code, _, err = collect(tmp_path, known_data.config(url), "--kpi", "A1")
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_cell_without_a_value_has_the_same_status_word_as_a_kpi_without_cells() -> None:
+    config = config_module.parse({"version": 1, "sources": {"main": {"url": "sqlite://"}}},
+                                 "carekpi.yaml")
+    as_of = datetime(2026, 3, 2, tzinfo=UTC)
+    kpi = catalog.get("A1")
+    empty = Cell((("clinic", "north"), ("window", "1h")), {"numerator": 0, "denominator": 0})
+    data = report.as_data([KpiResult(kpi, "main", as_of, (empty,)),
+                           KpiResult(catalog.get("A2"), "main", as_of, ())], config, as_of)
+    assert data["kpis"][0]["results"][0]["status"] == "no_data"
+    assert data["kpis"][1]["status"] == "no_data"
