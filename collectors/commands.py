@@ -232,21 +232,23 @@ def _risk_line(risk: Any) -> str:
     return f"{risk}: CareKPI needs SELECT on the mapped tables only (README: Security)"
 
 
-def _log_risks(config_path: str, config: config_module.Config) -> None:
+def _risks(config: config_module.Config) -> tuple[list[Any], list[str]]:
+    """What the configured roles may do beyond reading (and what could not be read)."""
     from kpis.db import engines, privileges
 
     with engines.opened(config) as opened:
-        risks, unknown = privileges.risks(config, opened)
+        return privileges.risks(config, opened)
+
+
+def _log_risks(config_path: str, config: config_module.Config) -> None:
+    risks, unknown = _risks(config)
     for line in [*map(_risk_line, risks), *unknown]:
         log.warning("%s: %s", config_path, line)
 
 
 def _refuse_risks(config_path: str, config: config_module.Config) -> None:
     """serve --strict: one line naming every risk (or why privileges could not be read)."""
-    from kpis.db import engines, privileges
-
-    with engines.opened(config) as opened:
-        risks, unknown = privileges.risks(config, opened)
+    risks, unknown = _risks(config)
     if risks or unknown:
         raise CareKPIError(f"{config_path}: --strict: "
                            + "; ".join([*map(str, risks), *unknown])
