@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from kpis.commandline import config_option, instant
 from kpis.errors import CareKPIError
 
 CHECKPOINT_SECONDS = 10.0
@@ -23,12 +24,11 @@ def _moment(value: str, option: str) -> datetime:
     if value == "now":
         return datetime.now(UTC)
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return instant(value)
     except ValueError:
         also = ", a duration before --end such as 30d," if option == "--start" else ""
         raise CareKPIError(f"{option} {value!r}: expected an ISO 8601 time such as "
                            f"2026-03-01T00:00:00Z, a date{also} or now") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _start(value: str, end: datetime) -> datetime:
@@ -53,8 +53,7 @@ def _aligned(moment: datetime, step: float, up: bool) -> datetime:
 
 
 @click.command("backfill")
-@click.option("--config", "config_path", required=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="Path to carekpi.yaml.")
+@config_option
 @click.option("--start", help="First instant (ISO 8601 or a date), or a duration before "
                               "--end (30d); default: the oldest record the sources hold.")
 @click.option("--end", default="now", show_default=True, help="Last instant (ISO 8601 or now).")
@@ -69,7 +68,7 @@ def _aligned(moment: datetime, step: float, up: bool) -> datetime:
 @click.option("--rules-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="The recording rules for --rules (default: built from --config as "
                    "`carekpi alerts build` does).")
-def backfill_command(config_path: Path, start: str | None, end: str, step: str,
+def backfill_command(config_path: str, start: str | None, end: str, step: str,
                      tsdb: Path | None, openmetrics: Path | None, rules: bool,
                      rules_file: Path | None) -> None:
     """Compute every KPI at each instant from --start to --end, exactly as `carekpi collect
@@ -93,10 +92,10 @@ def backfill_command(config_path: Path, start: str | None, end: str, step: str,
     config = config_module.load(config_path)
     output = tsdb if tsdb is not None else openmetrics
     assert output is not None
-    options = {"config": hashlib.sha256(config_path.read_bytes()).hexdigest()[:16],
+    options = {"config": hashlib.sha256(Path(config_path).read_bytes()).hexdigest()[:16],
                "start": start or "oldest", "end": end, "step": step_seconds,
                "output": "tsdb" if tsdb is not None else "openmetrics", "rules": rules}
-    _run(config, config_path, options, output, step_seconds, rules, rules_file)
+    _run(config, Path(config_path), options, output, step_seconds, rules, rules_file)
 
 
 def _run(config: Any, config_path: Path, options: dict[str, Any], output: Path, step: float,

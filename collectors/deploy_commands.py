@@ -8,10 +8,10 @@ from typing import Any
 import click
 
 from collectors import deploy
-from kpis.commandline import Group
+from kpis.commandline import ConfigOption, Group
 from kpis.errors import CareKPIError
 
-config_option = click.option("--config", "config_path", required=True,
+config_option = click.option("--config", "config_path", cls=ConfigOption, required=True,
                              type=click.Path(dir_okay=False, path_type=Path),
                              help="carekpi.yaml (its source URLs must be ${file:} or ${env:}).")
 

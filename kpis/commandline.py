@@ -68,16 +68,21 @@ def setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def instant(value: str) -> datetime:
+    """An ISO 8601 time or date, UTC when it gives no offset (ValueError otherwise)."""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def as_of(value: str | None) -> datetime:
     """``--as-of``: an ISO 8601 time (UTC when no offset is given); default now."""
     if value is None:
         return datetime.now(UTC)
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return instant(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as "
                                  "2026-03-01T00:00:00Z", param_hint="--as-of") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 NO_CONFIG = ("missing --config carekpi.yaml, the file that maps your database to the KPIs: "
