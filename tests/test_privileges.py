@@ -161,6 +161,47 @@ def test_mariadb_users(mysql_users: tuple[str, str, str], tmp_path: Path) -> Non
     assert any("has the SUPER privilege" in w for w in warnings(superuser.stderr))
 
 
+@pytest.mark.mysql
+def test_mariadb_privileges_granted_through_roles_are_found(fresh_database,
+                                                             tmp_path: Path) -> None:
+    """A user with SELECT only, whose default role (and the role nested in it) can write and
+    read server files: information_schema shows none of it to the user; SHOW GRANTS does."""
+    url = fresh_database("mysql")
+    make_table(url)
+    database = sa.make_url(url).database
+    tag = f"ck{os.getpid()}_{next(_n)}"
+    user, outer, inner = f"'{tag}_u'@'127.0.0.1'", f"{tag}_outer", f"{tag}_inner"
+    engine = admin(url)
+    with engine.connect() as conn:
+        for statement in (
+                f"CREATE ROLE {inner}", f"GRANT FILE ON *.* TO {inner}",
+                f"GRANT INSERT ON {database}.appt TO {inner}",
+                f"CREATE ROLE {outer}", f"GRANT DELETE ON {database}.* TO {outer}",
+                f"GRANT {inner} TO {outer}",
+                f"CREATE USER {user}", f"GRANT SELECT ON {database}.appt TO {user}",
+                f"GRANT {outer} TO {user}", f"SET DEFAULT ROLE {outer} FOR {user}"):
+            conn.execute(sa.text(statement))
+    try:
+        path = config_file(tmp_path, sa.make_url(url).set(username=f"{tag}_u").render_as_string(
+            hide_password=False))
+        loud = run("config", "validate", "--config", path)
+        shown = f"'{tag}_u'@'127.0.0.1'"
+        assert [w.split(": WARNING: ")[1] for w in warnings(loud.stderr)] == [
+            f"source clinicdb: role {shown} (through role {inner}) can read and write the "
+            "server's files (FILE privilege): CareKPI needs SELECT on the mapped tables only "
+            "(README: Security)",
+            f"source clinicdb: role {shown} (through role {inner}, {outer}) can INSERT, DELETE "
+            f"mapped table {database}.appt: CareKPI needs SELECT on the mapped tables only "
+            "(README: Security)"], loud.stderr
+        assert run("config", "validate", "--strict", "--config", path).returncode == 2
+    finally:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"DROP USER {user}"))
+            conn.execute(sa.text(f"DROP ROLE {outer}"))
+            conn.execute(sa.text(f"DROP ROLE {inner}"))
+        engine.dispose()
+
+
 @pytest.mark.slow
 @pytest.mark.postgresql
 def test_serve_warns_without_strict_and_keeps_serving(pg_roles: tuple[str, str, str],

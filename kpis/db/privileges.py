@@ -8,6 +8,7 @@ mapped table; with ``--strict`` they refuse. SQLite has no roles: its file is op
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -97,21 +98,78 @@ def _postgres(conn: sa.Connection, tables: list[tuple[str | None, str]]) -> list
 
 
 def _mysql(conn: sa.Connection, tables: list[tuple[str | None, str]]) -> list[tuple[str, str]]:
+    """From ``SHOW GRANTS``, which lists the session's own grants and those of its enabled
+    roles, nested ones included (information_schema shows the user's own grants only)."""
     grantee = str(conn.execute(sa.text(f"SELECT {_MY_GRANTEE}")).scalar_one())
     database = conn.execute(sa.text("SELECT DATABASE()")).scalar_one()
-    global_ = {str(p) for (p,) in conn.execute(sa.text(
-        "SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = :g"),
-        {"g": grantee})}
-    found = [(grantee, what) for privilege, what in _MY_GLOBAL.items() if privilege in global_]
+    grants = [g for (line,) in conn.execute(sa.text("SHOW GRANTS")) if (g := _grant(str(line)))]
+    everywhere = [g for g in grants if g.database == "*"]
+    found = [(grantee + _through(everywhere, privilege), what)
+             for privilege, what in _MY_GLOBAL.items() if _holds(everywhere, privilege)]
+    if _holds(everywhere, "SUPER"):
+        return found[:1]  # a superuser can do everything below anyway
     for schema, table in tables:
         schema = schema or database
-        granted = {str(p) for (p,) in conn.execute(sa.text(
-            "SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES "
-            "WHERE GRANTEE = :g AND :s LIKE TABLE_SCHEMA UNION "
-            "SELECT PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES "
-            "WHERE GRANTEE = :g AND TABLE_SCHEMA = :s AND TABLE_NAME = :t"),
-            {"g": grantee, "s": schema, "t": table})} | global_
-        writes = [p for p in ("INSERT", "UPDATE", "DELETE", "DROP") if p in granted]
+        applying = [g for g in grants if g.covers(schema, table)]
+        writes = [p for p in ("INSERT", "UPDATE", "DELETE", "DROP") if _holds(applying, p)]
         if writes:
-            found.append((grantee, f"can {', '.join(writes)} mapped table {schema}.{table}"))
+            through = _through(applying, *writes)
+            found.append((grantee + through,
+                          f"can {', '.join(writes)} mapped table {schema}.{table}"))
     return found
+
+
+_GRANT = re.compile(r"^GRANT (?P<privileges>.+?) ON (?:(?:TABLE|FUNCTION|PROCEDURE) )?"
+                    r"(?P<database>`(?:[^`]|``)*`|\*)\.(?P<table>`(?:[^`]|``)*`|\*) "
+                    r"TO (?P<to>.+?)(?: IDENTIFIED .*| WITH .*)?$", re.DOTALL)
+_ALIASES = {"CONNECTION_ADMIN": "CONNECTION ADMIN"}  # MySQL 8 spells MariaDB's with _
+
+
+@dataclass(frozen=True)
+class _Grant:
+    privileges: frozenset[str]
+    database: str  # a LIKE pattern, or * for every database
+    table: str  # a name, or * for every table
+    role: str | None  # the role it came through; None when granted to the user itself
+
+    def covers(self, schema: str, table: str) -> bool:
+        return (self.database == "*" or _like(schema, self.database)) and self.table in ("*", table)
+
+
+def _grant(line: str) -> _Grant | None:
+    found = _GRANT.match(line)
+    if found is None:  # GRANT role TO user, SET DEFAULT ROLE, proxies
+        return None
+    listed = re.sub(r"\([^)]*\)", "", found["privileges"])  # column lists: SELECT (a, b)
+    privileges = frozenset(_ALIASES.get(p.strip().upper(), p.strip().upper())
+                           for p in listed.split(","))
+    to = found["to"].strip()
+    return _Grant(privileges, _unquote(found["database"]), _unquote(found["table"]),
+                  None if "@" in to else _unquote(to))
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace("``", "`") if name.startswith("`") else name
+
+
+def _like(value: str, pattern: str) -> bool:
+    r"""SQL LIKE with backslash escapes, as grants match database names (my\_db, app%)."""
+    regex = "".join(re.escape(part[1]) if part.startswith("\\") else
+                    ".*" if part == "%" else "." if part == "_" else re.escape(part)
+                    for part in re.findall(r"\\.|[%_]|[^\\%_]+", pattern))
+    return re.fullmatch(regex, value) is not None
+
+
+def _has(grant: _Grant, privilege: str) -> bool:
+    return privilege in grant.privileges or "ALL PRIVILEGES" in grant.privileges
+
+
+def _holds(grants: list[_Grant], privilege: str) -> bool:
+    return any(_has(g, privilege) for g in grants)
+
+
+def _through(grants: list[_Grant], *privileges: str) -> str:
+    """`` (through role r)`` when a role, not the user itself, holds the privileges."""
+    roles = sorted({g.role for g in grants if g.role is not None
+                    and any(_has(g, p) for p in privileges)})
+    return f" (through role {', '.join(roles)})" if roles else ""
