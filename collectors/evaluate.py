@@ -17,10 +17,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from collectors import access_plans, call_plans, deadline_plans, shards, survey_plans
-from collectors.labels import LabelCaps
+from collectors.labels import WIDE, LabelCaps, TooWide
 from collectors.load import LoadMeter
 from collectors.plan import Context, Plan, at, with_exclusions
-from collectors.query import compose, decode
+from collectors.query import compose, decode, folded_away
 from kpis import cadence, catalog, effective, model
 from kpis.catalog import Kpi
 from kpis.config import Config
@@ -30,6 +30,7 @@ from kpis.durations import format_seconds
 from kpis.snapshot import Cell, KpiResult
 
 log = logging.getLogger("carekpi.collectors")
+STREAMED_ROWS = 10_000  # fetched at a time: a query's rows are never all held before the cap
 Builder = Callable[[Context, Kpi, MappedEntity], Plan]
 BUILDERS: dict[str, Builder] = {**access_plans.BUILDERS, **call_plans.BUILDERS,
                                  **deadline_plans.BUILDERS, **survey_plans.BUILDERS}
@@ -162,7 +163,7 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
     try:
         plans = unit_plans(ctx, unit, entity)
         with meter.timed(unit.source, unit.label) as counted:
-            cells, rows = _execute(engine, entity, plans)
+            cells, rows, in_database = _execute(engine, entity, plans, caps, unit.name)
             counted.append(rows)
     except Exception as exc:
         # Retry KPI by KPI only for a query error: a timeout (a lock, a slow plan) would just
@@ -174,8 +175,8 @@ def run_unit(engine: sa.Engine, config: Config, unit: Unit, as_of: datetime,
                 engine, config, replace(unit, kpis=(kpi,)), as_of, caps, load)]
         return [_failed(unit, kpi, as_of, exc, started) for kpi in unit.kpis]
     elapsed = time.perf_counter() - started
-    return [KpiResult(kpi, unit.source, as_of, tuple(caps.fold(kpi, c)), None, None, elapsed,
-                      rows, unit.window_labels, plan.variant)
+    return [KpiResult(kpi, unit.source, as_of, tuple(caps.fold(kpi, c, in_database)), None,
+                      None, elapsed, rows, unit.window_labels, plan.variant)
             for kpi, c, plan in zip(unit.kpis, cells, plans, strict=True)]
 
 
@@ -185,14 +186,34 @@ def unit_plans(ctx: Context, unit: Unit, entity: MappedEntity) -> list[Plan]:
     return [with_exclusions(BUILDERS[k.key](ctx, k, entity)) for k in unit.kpis]
 
 
-def _execute(engine: sa.Engine, entity: MappedEntity, plans: list[Plan]
-             ) -> tuple[list[list[Cell]], int]:
-    query, layout = compose(plans, engine.dialect.name)
-    with engine.connect() as conn:
-        _set_zone(conn, entity)
-        rows = conn.execute(query).all()
-        conn.rollback()
-    return decode(plans, layout, rows), len(rows)
+def _execute(engine: sa.Engine, entity: MappedEntity, plans: list[Plan], caps: LabelCaps,
+             name: str) -> tuple[list[list[Cell]], int, dict[str, int]]:
+    """Cells per plan, rows read, and per label the values the database folded into other.
+    Rows are streamed: a label found too wide for its cap is folded in the database, and the
+    query is run again so (labels.py)."""
+    labels = [label for label, _ in plans[0].dims]
+    capped = {label for plan in plans for label in plan.kpi.label_dimensions}
+    while True:
+        fold = caps.in_database(name)
+        query, layout = compose(plans, engine.dialect.name, fold=fold)
+        watched = {i: label for i, label in enumerate(labels) if label in capped and i not in fold}
+        with engine.connect() as conn:
+            _set_zone(conn, entity)
+            result = conn.execution_options(yield_per=STREAMED_ROWS).execute(query)
+            try:
+                rows = caps.rows(result, watched)
+            except TooWide as wide:
+                result.close()
+                log.warning("query %s: label %s has over %d distinct values; folding it in "
+                            "the database from now on", name, labels[wide.index],
+                            WIDE * caps.labels.cap(labels[wide.index]))
+                caps.widened(name, wide.index, labels[wide.index])
+                continue
+            finally:
+                conn.rollback()
+        away = folded_away(plans, layout, rows, fold)
+        return (decode(plans, layout, rows), len(rows),
+                {labels[i]: n for i, n in away.items()})
 
 
 def _set_zone(conn: sa.Connection, entity: MappedEntity) -> None:

@@ -16,7 +16,7 @@ arithmetic).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -26,6 +26,7 @@ from sqlalchemy.sql.expression import ColumnElement, Select
 
 from collectors.plan import Plan
 from collectors.sqlfuncs import bucket_index, count_if, number, sum_if
+from kpis.names import OTHER
 from kpis.snapshot import Cell, Histogram, Spread
 
 _NO_LIMIT = 2**62
@@ -77,7 +78,8 @@ class Layout(list[_Column]):
 
 
 def compose(plans: list[Plan], dialect: str = "postgresql",
-            slot: ColumnElement[Any] | None = None) -> tuple[Select[Any], Layout]:
+            slot: ColumnElement[Any] | None = None, fold: Mapping[int, int] | None = None
+            ) -> tuple[Select[Any], Layout]:
     """One SELECT for plans sharing entity, row predicate, windows and labels.
 
     Grouped by labels, slot and, for a unit with one histogram, its bucket index (NULL for a
@@ -86,7 +88,8 @@ def compose(plans: list[Plan], dialect: str = "postgresql",
     multiply each other's groups (measured at 1M appointments, three histograms: a sort
     spilling to disk, or with PostgreSQL grouping sets and a larger work_mem no faster than
     the counts per bound). The slot is the innermost window holding the row, or ``slot`` (the
-    backfill's time slots).
+    backfill's time slots). ``fold`` (label index -> n) keeps the n values of a label with the
+    most records and sums the rest as ``other`` in the database (see :func:`_folded`).
     """
     first = plans[0]
     values = _row_values(plans, slot)
@@ -134,10 +137,59 @@ def compose(plans: list[Plan], dialect: str = "postgresql",
             aggregates += [sa.func.min(sa.case((counted, value), else_=sa.null())),
                            sa.func.max(sa.case((counted, value), else_=sa.null()))]
     keys = [*base, *(b.label(f"b{i}") for i, b in enumerate(buckets))]
-    query = sa.select(*keys, *aggregates)
+    query = sa.select(*keys, *(a.label(f"a{i}") for i, a in enumerate(aggregates)))
     query = query.select_from(inner) if fenced else query.select_from(first.entity.from_).where(
         first.where)
-    return query.group_by(*(sa.literal_column(str(i + 1)) for i in range(len(keys)))), layout
+    query = query.group_by(*(sa.literal_column(str(i + 1)) for i in range(len(keys))))
+    if fold:
+        query = _folded(query, len(first.dims), len(keys), layout, fold)
+    return query, layout
+
+
+def _folded(grouped: Select[Any], ndims: int, nkeys: int, layout: Layout,
+            fold: Mapping[int, int]) -> Select[Any]:
+    """The grouped query with each label of ``fold`` cut to its n values with the most records
+    (ties by value) and the rest summed as ``other``, in the database, so a label with a
+    million distinct values costs the exporter n of them. Label by label: the kept groups as
+    they are, groups without the label as they are, the others summed per remaining key (few
+    groups: a hash). After the aggregates, one column per folded label counts its distinct
+    values (``w<i>``)."""
+    names = list(grouped.selected_columns.keys())
+    keys, aggregates = names[:nkeys], names[nkeys:]
+    extreme = {f"a{n + 1}": c.part for n, c in enumerate(layout) if c.part in EXTREMES}
+    current = grouped.cte("g")
+    counts: list[ColumnElement[Any]] = []
+    for i in sorted(fold):
+        g, label = current, f"d{i}"
+        column = g.c[label]
+        top = (sa.select(column.label("v"), sa.func.count().over().label("n"))
+               .where(column.is_not(None)).group_by(column)
+               .order_by(sa.func.sum(g.c.a0).desc(), column).limit(fold[i]).cte(f"top{i}"))
+        as_text = [sa.cast(g.c[n], sa.String()).label(n) if n == label else g.c[n]
+                   for n in names]
+        kept = sa.select(*as_text).select_from(g.join(top, column == top.c.v))
+        unknown = sa.select(*as_text).where(column.is_(None))
+        summed = [(sa.func.min if extreme.get(n) == "min" else sa.func.max
+                   if extreme.get(n) == "max" else sa.func.sum)(g.c[n]).label(n)
+                  for n in aggregates]
+        rest = (sa.select(*(sa.literal(OTHER, sa.String()).label(n) if n == label else g.c[n]
+                            for n in keys), *summed)
+                .select_from(g.outerjoin(top, column == top.c.v))
+                .where(top.c.v.is_(None), column.is_not(None))
+                .group_by(*(g.c[n] for n in keys if n != label)))
+        current = sa.union_all(kept, unknown, rest).cte(f"g{i}")
+        counts.append(sa.select(sa.func.max(top.c.n)).scalar_subquery().label(f"w{i}"))
+    return sa.select(*current.c, *counts)
+
+
+def folded_away(plans: list[Plan], layout: Layout, rows: list[Any], fold: Mapping[int, int]
+                ) -> dict[int, int]:
+    """Label index -> distinct values a folded query summed into ``other``."""
+    if not fold or not rows:
+        return {}
+    at = len(plans[0].dims) + 1 + len(layout.grouped) + 1 + len(layout)
+    return {i: max(0, int(distinct) - fold[i])
+            for i, distinct in zip(sorted(fold), rows[0][at:], strict=True)}
 
 
 def _histograms(plans: list[Plan]) -> list[tuple[int, int]]:
@@ -146,7 +198,7 @@ def _histograms(plans: list[Plan]) -> list[tuple[int, int]]:
             if measure.value is not None and measure.buckets]
 
 
-def slot_parts(plans: list[Plan], layout: Layout, rows: Sequence[Any]
+def slot_parts(plans: list[Plan], layout: Layout, rows: Iterable[Any]
                ) -> dict[tuple[str, ...], dict[int, Parts]]:
     """Label values -> slot -> the slot's parts: the grouped histogram's bucket counts
     accumulated from its groups ("b<i>"), the others' counts per bound ("le<i>")."""
@@ -173,7 +225,7 @@ def slot_parts(plans: list[Plan], layout: Layout, rows: Sequence[Any]
     return by_slot
 
 
-def decode(plans: list[Plan], layout: Layout, rows: Sequence[Any]) -> list[list[Cell]]:
+def decode(plans: list[Plan], layout: Layout, rows: Iterable[Any]) -> list[list[Cell]]:
     """Cells per plan, one per (labels, window): running sums over the slots."""
     first = plans[0]
     out: list[list[Cell]] = [[] for _ in plans]
