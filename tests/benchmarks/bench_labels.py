@@ -13,6 +13,7 @@ database (collectors/labels.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -80,6 +81,37 @@ def collect(config_path: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
+def serve(config_path: Path, seconds: float) -> float:
+    """Peak resident MiB of `carekpi serve` over ``seconds`` (refreshing every 10 s, scraped
+    every second), read from /proc."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = yaml.safe_load(config_path.read_text())
+    data["sources"]["main"]["refresh_interval"] = "10s"
+    served = config_path.with_name("serve.yaml")
+    served.write_text(yaml.safe_dump(data))
+    process = subprocess.Popen([CAREKPI, "serve", "--config", str(served), "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak, until = 0.0, time.monotonic() + seconds
+    try:
+        while time.monotonic() < until and process.poll() is None:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            rss = next(int(line.split()[1]) for line in status.splitlines()
+                       if line.startswith("VmRSS:"))
+            peak = max(peak, rss / 1024)
+            time.sleep(1)
+    finally:
+        process.terminate()
+        process.wait(30)
+    return peak
+
+
 def raw_group_by(url: str) -> float:
     """A hand-written exporter's query: no-shows and appointments per clinic over 30 days."""
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
@@ -101,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--server", default=SERVER)
     parser.add_argument("--database", default="carekpi_bench_labels")
+    parser.add_argument("--serve", type=float, default=60.0,
+                        help="seconds to run `carekpi serve` for its peak memory (0: skip)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     url = f"{args.server}/{args.database}"
@@ -110,14 +144,17 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(folder) / "carekpi.yaml"
         path.write_text(yaml.safe_dump(config(url)))
         runs = [collect(path) for _ in range(args.runs)]
+        serve_peak = serve(path, args.serve) if args.serve else None
     raw = min(raw_group_by(url) for _ in range(args.runs))
     out = {"rows": args.rows, "distinct_clinics": args.rows,
            "collect_seconds": round(min(s for s, _ in runs), 2),
            "collect_peak_rss_mib": round(max(m for _, m in runs), 1),
-           "raw_group_by_seconds": round(raw, 2)}
+           "raw_group_by_seconds": round(raw, 2),
+           "serve_peak_rss_mib": None if serve_peak is None else round(serve_peak, 1)}
     print(json.dumps(out) if args.json else
           f"{args.rows:,} distinct clinics: carekpi collect {out['collect_seconds']} s, peak "
-          f"RSS {out['collect_peak_rss_mib']} MiB; the raw GROUP BY {out['raw_group_by_seconds']} s")
+          f"RSS {out['collect_peak_rss_mib']} MiB; the raw GROUP BY {out['raw_group_by_seconds']} "
+          f"s; carekpi serve for {args.serve:g} s: peak RSS {out['serve_peak_rss_mib']} MiB")
     return 0
 
 
