@@ -1,0 +1,92 @@
+"""The cost of history: `carekpi backfill` of --days at 1 h on the benchmark data (bench_seed.py,
+PostgreSQL), against one full refresh. Prints the wall time, the database's active time (from
+pg_stat_database, as bench_serve.py reads it), the samples written and the TSDB block size.
+
+    python tests/benchmarks/bench_backfill.py [--appointments 1000000] [--days 90] [--json]
+
+Uses (and seeds when missing) the same PostgreSQL database as tests/benchmarks/run.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import sqlalchemy as sa
+import yaml
+
+from tests.benchmarks import bench_seed, bench_serve
+from tests.benchmarks.run import SERVER, bench_config, parse, time_refresh
+
+CAREKPI = str(Path(sys.executable).with_name("carekpi"))
+
+
+def _active_ms(dsn: str) -> float:
+    return bench_serve._db_stats(dsn)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--appointments", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--server", default=SERVER)
+    parser.add_argument("--database", default="carekpi_bench")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    url = f"{args.server}/{args.database}"
+    dsn = url.replace("+psycopg", "")
+    bench_serve.create_database(args.server, args.database)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    as_of = bench_seed.existing(engine, args.appointments)
+    if as_of is None:
+        print(f"seeding {args.appointments:,} appointments ...", file=sys.stderr)
+        as_of, _ = bench_seed.seed(engine, args.appointments,
+                                   lambda *a: print(*a, file=sys.stderr))
+    data = bench_config(url, bench_seed.schema_name(args.appointments), as_of)
+    before = _active_ms(dsn)
+    refresh, _, _ = time_refresh(parse(data), as_of, 1)
+    time.sleep(11)  # PostgreSQL reports an idle backend's statistics up to 10 s late
+    refresh_db = (_active_ms(dsn) - before) / 2 / 1000  # a warm-up and one timed refresh
+    with tempfile.TemporaryDirectory() as folder:
+        config_path = Path(folder) / "carekpi.yaml"
+        config_path.write_text(yaml.safe_dump(data))
+        blocks = Path(folder) / "blocks"
+        before = _active_ms(dsn)
+        started = time.perf_counter()
+        subprocess.run([CAREKPI, "backfill", "--config", str(config_path), "--start",
+                        f"{args.days}d", "--end", as_of.isoformat(), "--step", "1h",
+                        "--tsdb", str(blocks)], check=True, stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - started
+        time.sleep(11)
+        backfill_db = (_active_ms(dsn) - before) / 1000
+        size = sum(p.stat().st_size for p in blocks.rglob("*") if p.is_file())
+        listed = subprocess.run(["promtool", "tsdb", "list", str(blocks)],
+                                capture_output=True, text=True, check=True).stdout
+        blocks_made = len(listed.splitlines()) - 1
+    samples = sum(int(line.split()[4]) for line in listed.splitlines()[1:])
+    out: dict[str, Any] = {
+        "appointments": args.appointments, "days": args.days, "instants": args.days * 24 + 1,
+        "backfill_wall_seconds": round(wall, 1), "backfill_db_seconds": round(backfill_db, 1),
+        "full_refresh_wall_seconds": round(refresh, 3),
+        "full_refresh_db_seconds": round(refresh_db, 3),
+        "db_ratio": round(backfill_db / refresh_db, 1) if refresh_db else None,
+        "block_bytes": size, "blocks": blocks_made, "samples": samples,
+        "machine": bench_serve.machine()}
+    print(json.dumps(out, indent=2) if args.json else
+          f"{args.appointments:,} appointments, {args.days} days at 1 h: backfill "
+          f"{out['backfill_wall_seconds']} s wall, {out['backfill_db_seconds']} s database time "
+          f"({out['db_ratio']} x one full refresh's {out['full_refresh_db_seconds']} s), "
+          f"{samples:,} samples in {blocks_made} blocks of {size / 2**20:.1f} MiB in all")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
