@@ -1,4 +1,4 @@
-"""End to end over history: backfill three days of the demo at 1 h with the recording rules
+"""End to end over history: backfill two days of the demo at 1 h with the recording rules
 (`carekpi backfill --tsdb --rules`), start a real Prometheus on the blocks alone (no scrape),
 and run every query of the KPI dashboards over the backfilled range at the backfill's step:
 each returns a point at every step.
@@ -51,7 +51,7 @@ def history(tmp_path_factory) -> Iterator[tuple[str, int, int]]:
     carekpi("demo", "--seed-only", "--days", "14", "--db", f"sqlite:///{work}/demo.db",
             "--config-out", str(work / "carekpi.yaml"), cwd=work)
     blocks = work / "blocks"
-    carekpi("backfill", "--config", str(work / "carekpi.yaml"), "--start", "3d", "--step", "1h",
+    carekpi("backfill", "--config", str(work / "carekpi.yaml"), "--start", "2d", "--step", "1h",
             "--tsdb", str(blocks), "--rules", cwd=work)
     grid = json.loads(next(work.glob(".*.carekpi-backfill/grid.json")).read_text())
     first, last = (int(datetime.fromisoformat(grid[k]).timestamp()) for k in ("start", "end"))
