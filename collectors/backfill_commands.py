@@ -90,6 +90,10 @@ def backfill_command(config_path: str, start: str | None, end: str, step: str,
     except ValueError as exc:
         raise CareKPIError(f"--step {step!r}: {exc}") from None
     config = config_module.load(config_path)
+    if rules_file is not None:  # read now: not after hours of raw backfill
+        from collectors.history import recording_rules
+
+        recording_rules([rules_file])
     output = tsdb if tsdb is not None else openmetrics
     assert output is not None
     options = {"config": hashlib.sha256(Path(config_path).read_bytes()).hexdigest()[:16],

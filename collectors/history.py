@@ -204,7 +204,7 @@ def make_rule_blocks(raw_blocks: Path, names: list[str], rule_files: list[Path],
     try:
         _wait_ready(f"http://127.0.0.1:{port}/-/ready", server)
         with open(text, "w", encoding="utf-8") as out:
-            for record, expr, labels in _recording_rules(rule_files):
+            for record, expr, labels in recording_rules(rule_files):
                 series = _query_range(f"http://127.0.0.1:{port}", expr, start, end, step)
                 out.write(f"# TYPE {record} gauge\n")
                 for metric, values in series:
@@ -225,16 +225,27 @@ def make_rule_blocks(raw_blocks: Path, names: list[str], rule_files: list[Path],
     return _move_blocks(staging, target)
 
 
-def _recording_rules(files: list[Path]) -> list[tuple[str, str, dict[str, str]]]:
-    import yaml
+def recording_rules(files: list[Path]) -> list[tuple[str, str, dict[str, str]]]:
+    """(record, expr, labels) of every recording rule in Prometheus rule files; HistoryError
+    naming the file and the rule when a file is not such a file."""
+    from kpis import yaml_file
 
     rules = []
     for path in files:
-        data = yaml.safe_load(path.read_text()) or {}
-        for group in data.get("groups", []):
-            for rule in group.get("rules", []):
-                if "record" in rule:
-                    rules.append((rule["record"], rule["expr"], dict(rule.get("labels", {}))))
+        data = yaml_file.read(path) or {}
+        groups = data.get("groups") if isinstance(data, dict) else None
+        if not isinstance(groups, list):
+            raise HistoryError(f"{path}: not a Prometheus rule file (no groups: list)")
+        for g, group in enumerate(groups):
+            for r, rule in enumerate((group or {}).get("rules") or []
+                                     if isinstance(group, dict) else ()):
+                if not isinstance(rule, dict) or "record" not in rule:
+                    continue  # an alerting rule
+                if not isinstance(rule.get("expr"), str) or not isinstance(
+                        rule.get("labels", {}), dict):
+                    raise HistoryError(f"{path}: groups.{g}.rules.{r}: a recording rule needs "
+                                       "an expr and, if any, labels as a mapping")
+                rules.append((str(rule["record"]), rule["expr"], dict(rule.get("labels", {}))))
     return rules
 
 

@@ -192,3 +192,22 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(known_config: Path, tm
     assert done.returncode == 2
     assert done.stderr.startswith(expected) and done.stderr.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("groups: [\n", "YAML syntax error"),
+    ("- just a list\n", "not a Prometheus rule file"),
+    ("groups:\n- name: g\n  rules:\n  - record: r\n    labels: [a]\n    expr: up\n",
+     "groups.0.rules.0: a recording rule needs an expr"),
+])
+def test_a_bad_rules_file_is_refused_before_any_work(known_config: Path, tmp_path: Path,
+                                                     text: str, expected: str) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(text)
+    blocks = tmp_path / "blocks"
+    done = carekpi("backfill", "--config", str(known_config), "--tsdb", str(blocks), "--rules",
+                   "--rules-file", str(rules), "--start", "2026-03-01", "--end", "2026-03-02")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"carekpi: {rules}") and expected in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert not blocks.exists() or not any(blocks.iterdir())
