@@ -19,6 +19,7 @@ from alerts.recording import recording_groups
 from alerts.targets import target_alerts
 from kpis import effective
 from kpis.config import Config
+from kpis.generated_files import write_texts
 from kpis.series import RUNBOOK_URL
 
 RECORDING_FILE = "recording.yaml"
@@ -67,19 +68,8 @@ def build_files(config: Config | None = None, *, job: str = DEFAULT_JOB,
     }
 
 
-def write_texts(files: dict[str, str], out_dir: str | Path) -> list[Path]:
-    """Write ``files`` under ``out_dir`` (created if needed); the paths written, sorted."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in sorted(files.items()):
-        path = out / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
-
-
 def write(config: Config | None, out_dir: str | Path, *, job: str = DEFAULT_JOB,
           runbook_base: str = RUNBOOK_URL) -> list[Path]:
     """Write the rule files of ``build_files`` under ``out_dir``."""
-    return write_texts(build_files(config, job=job, runbook_base=runbook_base), out_dir)
+    return write_texts(build_files(config, job=job, runbook_base=runbook_base), out_dir,
+                       "rules")

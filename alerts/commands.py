@@ -8,6 +8,7 @@ import click
 
 from alerts.health import DEFAULT_JOB
 from kpis.commandline import Group
+from kpis.generated_files import write_texts
 from kpis.series import RUNBOOK_URL
 
 
@@ -55,7 +56,7 @@ def build_command(config_path: Path | None, out_dir: Path, tests_out: Path | Non
     if fmt == "prometheus-operator":
         files = operator.build_file(files, namespace=namespace,
                                     labels=names.resource_labels(labels))
-    written = build.write_texts(files, out_dir)
+    written = write_texts(files, out_dir, "rules")
     if tests_out is not None:
         rules_dir = Path(os.path.relpath(out_dir.resolve(), tests_out.resolve())).as_posix()
         written += promtool_tests.write_unit_tests(config, tests_out, rules_dir=rules_dir,

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from alerts import burn_rate, data_quality, health, kpi_cases, settings
-from alerts.build import ALERTS_FILE, RECORDING_FILE, dump, write_texts
+from alerts.build import ALERTS_FILE, RECORDING_FILE, dump
 from alerts.kpi_cases import SOURCE, Test, series
 from alerts.targets import TARGETED_KINDS
 from kpis import effective, names
 from kpis.config import Calendar, Config
+from kpis.generated_files import write_texts
 from kpis.series import RUNBOOK_URL, selector
 
 RULES_DIR = "../generated"  # relative to alerts/tests/
@@ -194,4 +195,4 @@ def build_unit_tests(config: Config | None = None, *, rules_dir: str = RULES_DIR
 
 
 def write_unit_tests(config: Config | None, out_dir: str | Path, **options: Any) -> list[Path]:
-    return write_texts(build_unit_tests(config, **options), out_dir)
+    return write_texts(build_unit_tests(config, **options), out_dir, "promtool tests")

@@ -14,7 +14,7 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard
 
 from dashboards import board, care, operations, sections
 from kpis.config import Config
-from kpis.errors import CareKPIError
+from kpis.generated_files import write_texts
 from kpis.series import RUNBOOK_URL
 
 GENERATED_DIR = Path(__file__).parent / "generated"
@@ -82,19 +82,4 @@ def build_files(config: Config | None = None, runbook_base: str = RUNBOOK_URL) -
 def write(config: Config | None, out_dir: str | Path,
           runbook_base: str = RUNBOOK_URL) -> list[Path]:
     """Write the dashboards into ``out_dir`` (created if needed); returns the paths written."""
-    return write_texts(build_files(config, runbook_base), out_dir)
-
-
-def write_texts(files: dict[str, str], out_dir: str | Path) -> list[Path]:
-    """Write ``{file name: text}`` into ``out_dir`` (created if needed)."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, text in files.items():
-            path = out / name
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
-    except OSError as exc:
-        raise CareKPIError(f"{out}: cannot write dashboards: {exc.strerror or exc}") from None
-    return written
+    return write_texts(build_files(config, runbook_base), out_dir, "dashboards")

@@ -9,6 +9,7 @@ import click
 from kpis.commandline import Group
 from kpis.config import Config
 from kpis.errors import CareKPIError
+from kpis.generated_files import write_texts
 from kpis.series import RUNBOOK_URL
 
 
@@ -55,7 +56,7 @@ def build_command(config_path: str | None, out_dir: str, runbook_url: str, fmt: 
     files = build.build_files(config, runbook_base=runbook_url)
     if fmt == "configmap":
         files = configmap.build_file(files, namespace=namespace)
-    written = build.write_texts(files, out_dir)
+    written = write_texts(files, out_dir, "dashboards")
     for path in written:
         click.echo(str(Path(path)))
 
