@@ -30,6 +30,7 @@ from kpis.durations import format_seconds
 from kpis.snapshot import Cell, KpiResult
 
 log = logging.getLogger("carekpi.collectors")
+PROBE_ROWS = 50_000  # a refresh query returns a few thousand rows; past this many, stream
 STREAMED_ROWS = 10_000  # fetched at a time: a query's rows are never all held before the cap
 Builder = Callable[[Context, Kpi, MappedEntity], Plan]
 BUILDERS: dict[str, Builder] = {**access_plans.BUILDERS, **call_plans.BUILDERS,
@@ -189,8 +190,8 @@ def unit_plans(ctx: Context, unit: Unit, entity: MappedEntity) -> list[Plan]:
 def _execute(engine: sa.Engine, entity: MappedEntity, plans: list[Plan], caps: LabelCaps,
              name: str) -> tuple[list[list[Cell]], int, dict[str, int]]:
     """Cells per plan, rows read, and per label the values the database folded into other.
-    Rows are streamed: a label found too wide for its cap is folded in the database, and the
-    query is run again so (labels.py)."""
+    A label found too wide for its cap is folded in the database, and the query run again so
+    (labels.py)."""
     labels = [label for label, _ in plans[0].dims]
     capped = {label for plan in plans for label in plan.kpi.label_dimensions}
     while True:
@@ -199,11 +200,9 @@ def _execute(engine: sa.Engine, entity: MappedEntity, plans: list[Plan], caps: L
         watched = {i: label for i, label in enumerate(labels) if label in capped and i not in fold}
         with engine.connect() as conn:
             _set_zone(conn, entity)
-            result = conn.execution_options(yield_per=STREAMED_ROWS).execute(query)
             try:
-                rows = caps.rows(result, watched)
+                rows = _rows(conn, query, caps, watched)
             except TooWide as wide:
-                result.close()
                 log.warning("query %s: label %s has over %d distinct values; folding it in "
                             "the database from now on", name, labels[wide.index],
                             WIDE * caps.labels.cap(labels[wide.index]))
@@ -214,6 +213,26 @@ def _execute(engine: sa.Engine, entity: MappedEntity, plans: list[Plan], caps: L
         away = folded_away(plans, layout, rows, fold)
         return (decode(plans, layout, rows), len(rows),
                 {labels[i]: n for i, n in away.items()})
+
+
+def _rows(conn: sa.Connection, query: Any, caps: LabelCaps, watched: dict[int, str]
+          ) -> list[Any]:
+    """The query's rows, TooWide when a watched label has too many values. A plain query
+    first, cut at PROBE_ROWS (a refresh returns a few thousand rows); only past that are the
+    rows streamed through a server-side cursor (which PostgreSQL runs without parallel
+    workers), so memory never holds more than the cap allows."""
+    if not watched:
+        return list(conn.execute(query).all())
+    probe = conn.execute(query.limit(PROBE_ROWS + 1)).all()
+    rows = caps.rows(probe, watched)
+    if len(rows) <= PROBE_ROWS:
+        return rows
+    del probe, rows
+    result = conn.execution_options(yield_per=STREAMED_ROWS).execute(query)
+    try:
+        return caps.rows(result, watched)
+    finally:
+        result.close()
 
 
 def _set_zone(conn: sa.Connection, entity: MappedEntity) -> None:
