@@ -16,7 +16,7 @@ from typing import Any
 from kpis import label_values, names
 from kpis.catalog import Kpi
 from kpis.config import Labels
-from kpis.snapshot import Cell, Histogram, volume
+from kpis.snapshot import Cell, volume
 
 WIDE = 10
 KEEP = 4
@@ -99,15 +99,6 @@ class LabelCaps:
         for cell in cells:
             labels = tuple((k, names.OTHER if k == label and v in dropped else v)
                            for k, v in cell.labels)
-            merged[labels] = _add(merged[labels], cell, labels) if labels in merged else Cell(
+            merged[labels] = merged[labels].plus(cell, labels) if labels in merged else Cell(
                 labels, dict(cell.counts), cell.histogram, cell.spread)
         return list(merged.values())
-
-
-def _add(a: Cell, b: Cell, labels: tuple[tuple[str, str], ...]) -> Cell:
-    counts = {k: a.counts.get(k, 0) + b.counts.get(k, 0) for k in {*a.counts, *b.counts}}
-    histogram: Histogram | None = a.histogram
-    if a.histogram is not None and b.histogram is not None:
-        histogram = a.histogram.merged(b.histogram)
-    spread = a.spread.merged(b.spread) if a.spread and b.spread else a.spread or b.spread
-    return Cell(labels, counts, histogram, spread)

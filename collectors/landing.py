@@ -18,7 +18,7 @@ from datetime import datetime
 from collectors.store import Store
 from kpis import catalog, durations, effective, plausibility, snapshot
 from kpis.catalog import Kpi
-from kpis.snapshot import Cell, Histogram, KpiResult
+from kpis.snapshot import Cell, KpiResult
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
@@ -104,17 +104,8 @@ def _groups(kpi: Kpi, results: list[KpiResult], window: str
                 continue
             group = cell.label("clinic") or cell.label("entity") or "all"
             kept = merged.get(group)
-            merged[group] = (cell if kept is None else _add(kept[0], cell), result.evaluated_at)
+            merged[group] = (cell if kept is None else kept[0].plus(cell), result.evaluated_at)
     return [(group, cell, at) for group, (cell, at) in sorted(merged.items())]
-
-
-def _add(a: Cell, b: Cell) -> Cell:
-    counts = {k: a.counts.get(k, 0) + b.counts.get(k, 0) for k in {*a.counts, *b.counts}}
-    histogram: Histogram | None = a.histogram
-    if a.histogram is not None and b.histogram is not None:
-        histogram = a.histogram.merged(b.histogram)
-    spread = a.spread.merged(b.spread) if a.spread and b.spread else a.spread or b.spread
-    return Cell(a.labels, counts, histogram, spread)
 
 
 def _state(kpi: Kpi, value: float | None, volume: float, goal: catalog.Target | None,

@@ -91,6 +91,18 @@ class Cell:
     def label(self, name: str) -> str | None:
         return dict(self.labels).get(name)
 
+    def plus(self, other: Cell, labels: Labels | None = None) -> Cell:
+        """The two cells added up (counts summed, histograms and spreads merged), under
+        ``labels`` (default: this cell's)."""
+        counts = {k: self.counts.get(k, 0) + other.counts.get(k, 0)
+                  for k in {*self.counts, *other.counts}}
+        histogram = self.histogram
+        if self.histogram is not None and other.histogram is not None:
+            histogram = self.histogram.merged(other.histogram)
+        spread = (self.spread.merged(other.spread) if self.spread and other.spread
+                  else self.spread or other.spread)
+        return Cell(self.labels if labels is None else labels, counts, histogram, spread)
+
 
 @dataclass(frozen=True)
 class KpiResult:
