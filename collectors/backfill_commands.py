@@ -34,12 +34,13 @@ def _moment(value: str, option: str) -> datetime:
 def _start(value: str, end: datetime) -> datetime:
     """--start: an instant, or a duration before --end (``30d``: the last 30 days)."""
     from kpis import durations
+    from kpis.strict import MAX_DURATION_SECONDS
 
     try:
         back = durations.parse(value)
     except ValueError:
         return _moment(value, "--start")
-    if not 0 < back.seconds <= 10 * 366 * 86400:
+    if not 0 < back.seconds <= MAX_DURATION_SECONDS:
         raise CareKPIError(f"--start {value}: a duration before --end must be positive and at "
                            "most 10 years")
     return end - timedelta(seconds=back.seconds)

@@ -28,7 +28,7 @@ from kpis.opening_hours import WEEKDAYS, Calendar
 from kpis.secrets import SecretError, mask_url
 from kpis.sharding import Shard
 from kpis.sources import Source
-from kpis.strict import NAME, Located, Strict, describe, names, suggest
+from kpis.strict import NAME, Located, Strict, describe, listed, suggest
 
 __all__ = [
     "NAME",
@@ -122,7 +122,7 @@ class Config(Strict):
                                f"{suggest(name, model.ENTITIES)}")
             if entity.source not in self.sources:
                 raise Located(("entities", name, "source"),
-                               f"unknown source {entity.source!r}; defined: {names(self.sources)}")
+                               f"unknown source {entity.source!r}; defined: {listed(self.sources)}")
             known = model.entity_fields(name)
             for field_name in entity.fields:
                 if field_name not in known:

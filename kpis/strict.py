@@ -73,13 +73,14 @@ class Located(ValueError):
         self.loc = loc
 
 
-def names(items: Any) -> str:
+def listed(items: Any) -> str:
+    """The items sorted, comma-separated (for "one of ..." in a message)."""
     return ", ".join(sorted(items))
 
 
 def suggest(word: str, choices: Any) -> str:
     """"; did you mean 'start'?" for a near miss, else the whole list."""
-    return did_you_mean(word, choices) or f"; one of {names(choices)}"
+    return did_you_mean(word, choices) or f"; one of {listed(choices)}"
 
 
 def describe(error: Any, root: type[BaseModel]) -> tuple[str, str]:
