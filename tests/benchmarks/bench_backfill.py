@@ -20,7 +20,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import sqlalchemy as sa
 import yaml
 
 from tests.benchmarks import bench_seed, bench_serve
@@ -41,15 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", default="carekpi_bench")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    url = f"{args.server}/{args.database}"
+    url, as_of = bench_seed.ensure(args.server, args.database, args.appointments)
     dsn = url.replace("+psycopg", "")
-    bench_serve.create_database(args.server, args.database)
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    as_of = bench_seed.existing(engine, args.appointments)
-    if as_of is None:
-        print(f"seeding {args.appointments:,} appointments ...", file=sys.stderr)
-        as_of, _ = bench_seed.seed(engine, args.appointments,
-                                   lambda *a: print(*a, file=sys.stderr))
     data = bench_config(url, bench_seed.schema_name(args.appointments), as_of)
     before = _active_ms(dsn)
     refresh, _, _ = time_refresh(parse(data), as_of, 1)

@@ -130,6 +130,24 @@ def schema_name(appointments: int) -> str:
     return f"bench_{appointments}"
 
 
+def ensure(server: str, database: str, appointments: int) -> tuple[str, datetime]:
+    """(URL, seeding time) of the data set of this size in ``database``, created and seeded
+    when missing (progress on stderr): what the benchmark scripts start from."""
+    import sys
+
+    from tests.benchmarks.bench_serve import create_database
+
+    url = f"{server}/{database}"
+    create_database(server, database)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    as_of = existing(engine, appointments)
+    if as_of is None:
+        print(f"seeding {appointments:,} appointments ...", file=sys.stderr)
+        as_of, _ = seed(engine, appointments, lambda *a: print(*a, file=sys.stderr))
+    engine.dispose()
+    return url, as_of
+
+
 def existing(engine: sa.Engine, appointments: int) -> datetime | None:
     """The seeding time of a complete, current-format data set of this size, else None."""
     name = schema_name(appointments)

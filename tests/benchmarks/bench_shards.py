@@ -17,9 +17,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import sqlalchemy as sa
 
-from tests.benchmarks import bench_seed, bench_serve
+from tests.benchmarks import bench_seed
 from tests.benchmarks.run import SERVER, bench_config, parse, time_refresh
 
 
@@ -41,14 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    url = f"{args.server}/{args.database}"
-    bench_serve.create_database(args.server, args.database)
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    as_of = bench_seed.existing(engine, args.appointments)
-    if as_of is None:
-        print(f"seeding {args.appointments:,} appointments ...", file=sys.stderr)
-        as_of, _ = bench_seed.seed(engine, args.appointments,
-                                   lambda *a: print(*a, file=sys.stderr))
+    url, as_of = bench_seed.ensure(args.server, args.database, args.appointments)
     data = bench_config(url, bench_seed.schema_name(args.appointments), as_of)
     out: dict[str, Any] = {}
     for count in (int(n) for n in args.shards.split(",")):
