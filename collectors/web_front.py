@@ -82,6 +82,17 @@ class _Shared:
             self.open -= 1
 
 
+_HEAD_TOO_LARGE = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                   b"connection: close\r\ncontent-length: 26\r\n\r\nRequest head is too large\n")
+
+
+def _head_size(buffered: bytes | bytearray, data: bytes) -> int:
+    """The request head's size so far: up to its blank line, or all of it while incomplete."""
+    head = bytes(buffered) + data
+    end = head.find(b"\r\n\r\n")
+    return end + 4 if end >= 0 else len(head)
+
+
 class _Connection(H11Protocol):
     """uvicorn's h11 protocol with the per-connection limits of this module."""
 
@@ -102,6 +113,16 @@ class _Connection(H11Protocol):
             return
         super().connection_made(transport)
         self._timer = self.loop.call_later(_TICK, self._watch)
+
+    def data_received(self, data: bytes) -> None:
+        """A request head over MAX_HEADER_BYTES is refused however it arrives (h11's own limit
+        holds only for a head still incomplete, so one read of up to 256 KiB got through)."""
+        if self.conn.their_state is h11.IDLE and _head_size(self.conn.trailing_data[0],
+                                                            data) > MAX_HEADER_BYTES:
+            self.transport.write(_HEAD_TOO_LARGE)
+            self.transport.close()
+            return
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
