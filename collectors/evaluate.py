@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql.expression import Select
 
 from collectors import access_plans, call_plans, deadline_plans, shards, survey_plans
 from collectors.labels import WIDE, LabelCaps, TooWide
@@ -223,7 +224,7 @@ def _rows(conn: sa.Connection, query: Any, caps: LabelCaps, watched: dict[int, s
     workers), so memory never holds more than the cap allows."""
     if not watched:
         return list(conn.execute(query).all())
-    probe = conn.execute(query.limit(PROBE_ROWS + 1)).all()
+    probe = conn.execute(_cut(query, PROBE_ROWS + 1)).all()
     rows = caps.rows(probe, watched)
     if len(rows) <= PROBE_ROWS:
         return rows
@@ -233,6 +234,15 @@ def _rows(conn: sa.Connection, query: Any, caps: LabelCaps, watched: dict[int, s
         return caps.rows(result, watched)
     finally:
         result.close()
+
+
+def _cut(query: Select[Any], rows: int) -> Select[Any]:
+    """The query's first ``rows`` rows, planned as the whole query. A LIMIT on the aggregate
+    itself lets PostgreSQL's planner pick a plan fast to the first rows (walking a label index
+    in order: 3.6 s instead of 0.2 s for one unit at 1M appointments); a materialised CTE is
+    planned for all its rows."""
+    whole = query.cte("whole").prefix_with("MATERIALIZED", dialect="postgresql")
+    return sa.select(whole).limit(rows)
 
 
 def _set_zone(conn: sa.Connection, entity: MappedEntity) -> None:
