@@ -14,6 +14,7 @@ person writing this by hand for a dashboard would):
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -112,8 +113,11 @@ GROUP BY 1, 2, 3"""
 
 
 def _literal(expr: Any) -> str:
-    return str(expr.compile(dialect=postgresql.dialect(),
+    # A bound timestamp rendered inline is an untyped string literal: isfinite('...') would be
+    # ambiguous (isfinite has a date and a timestamp form), so the literals are typed.
+    text = str(expr.compile(dialect=postgresql.dialect(),
                             compile_kwargs={"literal_binds": True}))
+    return re.sub(r"'(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?)'", r"TIMESTAMP '\1'", text)
 
 
 def messages_sql(schema: str, config: Config, now: datetime,
