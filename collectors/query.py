@@ -22,7 +22,8 @@ from itertools import accumulate
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.sql.expression import ColumnElement, Select
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.expression import ColumnElement, Select, Subquery
 
 from collectors.plan import Plan
 from collectors.sqlfuncs import bucket_index, count_if, number, sum_if
@@ -61,6 +62,71 @@ def _row_values(plans: list[Plan], slot: ColumnElement[Any] | None
     return values
 
 
+def _fence(first: Plan, values: dict[str, ColumnElement[Any]], dialect: str
+           ) -> tuple[Subquery, dict[str, ColumnElement[Any]]]:
+    """The per-row expressions over a fenced sub-query ``r`` that computes each per-row value
+    once. On PostgreSQL and SQLite the conditions that test a value (plausible, negative,
+    missing: a duration's four measures, each over a CASE that tolerates clock skew) are
+    evaluated in a second fenced sub-query ``m``, on the computed value, with the raw columns
+    they read passed through: a duration is computed once per row, not once per condition
+    (a full refresh at 1M appointments: 9.3 s -> 7.4 s). MariaDB would materialise each
+    level, so there the conditions stay in ``r``, as does a condition reading a sub-query or
+    the mapping's SQL text (see :func:`_opaque`)."""
+    if dialect not in _PIPELINED_SUBQUERIES:
+        inner = (sa.select(*(expr.label(name) for name, expr in values.items()))
+                 .select_from(first.entity.from_).where(first.where).limit(_NO_LIMIT)
+                 .subquery("r"))
+        return inner, {name: inner.c[name] for name in values}
+    shared = {id(expr): name for name, expr in values.items() if name.startswith("v")}
+    below = {name: expr for name, expr in values.items() if not name.startswith("f")}
+    above: dict[str, ColumnElement[Any]] = {}
+    passed: dict[Any, str] = {}  # a raw column -> its name in r
+
+    def swap(element: Any) -> Any:
+        if id(element) in shared:
+            return _Later(shared[id(element)])
+        if isinstance(element, sa.sql.expression.ColumnClause) and element.table is not None:
+            name = passed.setdefault(element, f"c{len(passed)}")
+            return _Later(name)
+        return None
+
+    for name, expr in values.items():
+        if not name.startswith("f"):
+            continue
+        if any(_opaque(e) for e in visitors.iterate(expr)):
+            below[name] = expr
+        else:
+            above[name] = visitors.replacement_traverse(expr, {}, swap)  # type: ignore[call-overload]
+    below.update({name: column for column, name in passed.items()})
+    inner = (sa.select(*(expr.label(name) for name, expr in below.items()))
+             .select_from(first.entity.from_).where(first.where).limit(_NO_LIMIT)
+             .subquery("r"))
+    middle = {name: inner.c[name] for name in values if name in below}
+    for name, expr in above.items():
+        middle[name] = visitors.replacement_traverse(  # type: ignore[call-overload]
+            expr, {}, lambda e: inner.c[e.name] if isinstance(e, _Later) else None)
+    # Fenced again: inlined, each condition would be evaluated once per aggregate reading it.
+    outer = (sa.select(*(middle[name].label(name) for name in values))
+             .select_from(inner).limit(_NO_LIMIT).subquery("m"))
+    return outer, {name: outer.c[name] for name in values}
+
+
+def _opaque(element: Any) -> bool:
+    """A sub-query, or SQL text from the mapping (an expression field, an exclusion rule),
+    whose column references cannot be passed through the fence."""
+    if isinstance(element, (sa.sql.expression.Exists, sa.sql.expression.ScalarSelect,
+                            sa.sql.expression.TextClause)):
+        return True
+    return (isinstance(element, sa.sql.expression.ColumnClause) and element.table is None
+            and element.is_literal and not isinstance(element, _Later))
+
+
+class _Later(sa.sql.expression.ColumnClause[Any]):
+    """A placeholder for a column of the fenced sub-query, replaced once it exists."""
+
+    inherit_cache = True
+
+
 def _fenced(plans: list[Plan], dialect: str) -> bool:
     measures = [m for plan in plans for m in plan.measures]
     if any(m.heavy for m in measures):
@@ -94,13 +160,7 @@ def compose(plans: list[Plan], dialect: str = "postgresql",
     first = plans[0]
     values = _row_values(plans, slot)
     fenced = _fenced(plans, dialect)
-    if fenced:
-        inner = (sa.select(*(expr.label(name) for name, expr in values.items()))
-                 .select_from(first.entity.from_).where(first.where).limit(_NO_LIMIT)
-                 .subquery("r"))
-        ref: dict[str, ColumnElement[Any]] = {name: inner.c[name] for name in values}
-    else:
-        ref = values
+    inner, ref = _fence(first, values, dialect) if fenced else (None, values)
     layout = Layout()
     histograms = _histograms(plans)
     if len(histograms) == 1:
@@ -138,8 +198,8 @@ def compose(plans: list[Plan], dialect: str = "postgresql",
                            sa.func.max(sa.case((counted, value), else_=sa.null()))]
     keys = [*base, *(b.label(f"b{i}") for i, b in enumerate(buckets))]
     query = sa.select(*keys, *(a.label(f"a{i}") for i, a in enumerate(aggregates)))
-    query = query.select_from(inner) if fenced else query.select_from(first.entity.from_).where(
-        first.where)
+    query = (query.select_from(inner) if inner is not None else
+             query.select_from(first.entity.from_).where(first.where))
     query = query.group_by(*(sa.literal_column(str(i + 1)) for i in range(len(keys))))
     if fold:
         query = _folded(query, len(first.dims), len(keys), layout, fold)
