@@ -8,8 +8,9 @@ then sums of consecutive slots (prefix sums in Python). Slot bounds are the grid
 the entity's local time, so a DST change moves them exactly as it moves a refresh's windows.
 
 KPIs whose rows change with the evaluation time itself (a response that arrives later, a
-deadline on the business clock, a backlog, the repeat-call check, freshness) are evaluated at
-each instant, as a refresh would: exact by construction, at one query per unit per instant.
+deadline on the business clock, a backlog, the repeat-call check, freshness) are also read
+once, and replayed instant by instant (collectors/replay.py). A KPI whose time ranges do not
+fit that pass is evaluated at each instant, as a refresh would (``per_instant``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from collectors import evaluate
+from collectors import evaluate, replay
 from collectors.labels import LabelCaps
 from collectors.plan import Context, Plan, at
 from collectors.query import EXTREMES, ROWS, Parts, cells, combine, compose, slot_parts
 from collectors.sqlfuncs import floor_div, seconds_between
+from kpis.catalog import Kpi
 from kpis.config import Config
 from kpis.db.entity import MappedEntity
 from kpis.db.errors import describe
@@ -101,14 +103,41 @@ class Backfill:
         self.lead = int(self.longest // grid.step)  # slots before the first instant
         self.units = evaluate.units(config, cadences=False)
         self._slotted: list[_Slotted] = []
+        self._replayed: list[tuple[evaluate.Unit, replay.Timeline | replay.Newest]] = []
         self._others: list[evaluate.Unit] = []
+        instants = [self.instant(k) for k in range(self.count)]
         for unit in self.units:
             inside = tuple(k for k in unit.kpis if k.key in SLOTTED)
-            outside = tuple(k for k in unit.kpis if k.key not in SLOTTED)
             if inside and unit.entity is not None:
                 self._slotted.append(self._read(replace(unit, kpis=inside)))
-            if outside or unit.entity is None:
-                self._others.append(replace(unit, kpis=outside or unit.kpis))
+            outside = []
+            for kpi in unit.kpis:
+                if kpi.key in SLOTTED:
+                    continue
+                line = self._replay(unit, kpi, instants)
+                if line is None:
+                    outside.append(kpi)
+                else:
+                    self._replayed.append((unit, line))
+            if outside:
+                self._others.append(replace(unit, kpis=tuple(outside)))
+
+    @property
+    def per_instant(self) -> list[str]:
+        """The KPIs evaluated at every instant, as a refresh (their ranges do not fit the
+        one pass: see collectors/replay.py)."""
+        return [kpi.key for unit in self._others for kpi in unit.kpis]
+
+    def _replay(self, unit: evaluate.Unit, kpi: Kpi, instants: list[datetime]
+                ) -> replay.Timeline | replay.Newest | None:
+        engine = self.engines[unit.source]
+        try:
+            if unit.entity is None:
+                return replay.newest(self.config, engine, unit, instants)
+            return replay.read(self.config, engine, unit, kpi, instants)
+        except Exception as exc:
+            raise BackfillError(f"source {unit.source}: reading {unit.entity or 'freshness'} "
+                                f"for {kpi.key} failed: {describe(exc)}") from None
 
     def instant(self, k: int) -> datetime:
         return self.grid.instant(self.first + k)
@@ -169,6 +198,10 @@ class Backfill:
         out: list[KpiResult] = []
         for slotted in self._slotted:
             out.extend(self._slot_results(slotted, k, as_of, caps))
+        for unit, line in self._replayed:
+            found = line.cells(k)  # freshness, one cell per entity, is not capped
+            out.append(KpiResult(line.kpi, unit.source, as_of, tuple(
+                caps.fold(line.kpi, found) if unit.entity is not None else found)))
         for unit in self._others:
             for result in evaluate.run_unit(self.engines[unit.source], self.config, unit,
                                             as_of, caps):

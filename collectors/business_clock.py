@@ -23,9 +23,11 @@ from kpis.config import Calendar
 
 class BusinessClock:
     def __init__(self, calendar: Calendar | None, entity_zone: ZoneInfo,
-                 start: datetime, end: datetime) -> None:
-        """Covers stored times in [start, end] (naive, in the entity's zone)."""
+                 start: datetime, end: datetime, sql: bool = True) -> None:
+        """Covers stored times in [start, end] (naive, in the entity's zone). Without ``sql``
+        the SQL form is a NULL (a plan built only for its time ranges: the backfill's)."""
         self.calendar = calendar
+        self.sql = sql
         self.ref = start
         # Breakpoints in seconds since ref; business[i] = business seconds at points[i].
         self.opens: list[float] = []
@@ -92,6 +94,8 @@ class BusinessClock:
     def sql_elapsed(self, earlier: ColumnElement[Any], later: ColumnElement[Any]
                     ) -> ColumnElement[float]:
         """SQL: business seconds between two stored timestamps."""
+        if not self.sql:
+            return sa.cast(sa.null(), sa.Float())
         if self.calendar is None:
             return seconds_between(earlier, later)
         return self._sql_business(later) - self._sql_business(earlier)

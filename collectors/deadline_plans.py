@@ -20,6 +20,7 @@ from collectors.plan import (
     excluded,
     label_dims,
     pinned,
+    ranged,
     tolerate_skew,
 )
 from collectors.sqlfuncs import number, seconds_between
@@ -114,13 +115,18 @@ def sla_breach_backlog(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     lookback = (ctx.settings(kpi).lookback or Duration(DEFAULT_LOOKBACK[kpi.key])).seconds
     clock = ctx.clock(e, lookback)
     received, now = e.col("received"), ctx.now(e)
-    overdue = [sa.and_(cond, received < at(clock.at(clock.elapsed(now) - sla)))
-               for cond, sla in classes]
+    due = [clock.at(clock.elapsed(now) - sla) for _, sla in classes]
+    if ctx.trace is not None:
+        ctx.trace.due = due
+    overdue = [sa.and_(cond, received < at(until))
+               for (cond, _), until in zip(classes, due, strict=True)]
     oldest = ctx.since(e, lookback)
-    where = sa.and_(received >= at(oldest), received < at(now))
+    where, windows = ranged(ctx, e, "received", [cond for cond, _ in classes],
+                            [("", [(oldest, now)] * len(classes))])
     unanswered = pinned(ctx, e, "first_response").is_(None)
-    measures = [Measure("value", sa.and_(unanswered, sa.or_(*overdue)))]
-    return Plan(kpi, e, where, [("", sa.true())], measures, label_dims(kpi, e), (kpi.key,))
+    measures = [Measure("value", sa.and_(unanswered, sa.true() if ctx.replay else
+                                         sa.or_(*overdue)))]
+    return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
 
 
 def follow_up(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
@@ -137,11 +143,10 @@ def complaint_response(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
 
 def overdue_complaints(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     lookback = (ctx.settings(kpi).lookback or Duration(DEFAULT_LOOKBACK[kpi.key])).seconds
-    received = e.col("received")
-    where = sa.and_(received >= at(ctx.since(e, lookback)),
-                    received < at(ctx.since(e, COMPLAINT_DEADLINE)))
+    where, windows = ranged(ctx, e, "received", [sa.true()], [
+        ("", [(ctx.since(e, lookback), ctx.since(e, COMPLAINT_DEADLINE))])])
     measures = [Measure("value", pinned(ctx, e, "resolved").is_(None))]
-    return Plan(kpi, e, where, [("", sa.true())], measures, label_dims(kpi, e), (kpi.key,))
+    return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
 
 
 BUILDERS: dict[str, Any] = {

@@ -252,11 +252,16 @@ def _set_zone(conn: sa.Connection, entity: MappedEntity) -> None:
                      {"zone": entity.config.timezone})
 
 
+def fresh_entities(config: Config, source: str) -> list[str]:
+    """The source's entities whose freshness field is mapped, by name."""
+    return sorted(n for n, e in config.entities.items() if e.source == source
+                  and e.mapped(model.FRESHNESS_FIELD[n]))
+
+
 def _freshness(engine: sa.Engine, ctx: Context, unit: Unit, meter: LoadMeter) -> KpiResult:
     """Newest record per entity of the source (MAX on the raw column, bounded by now)."""
     kpi, started, cells = unit.kpis[0], time.perf_counter(), []
-    names = sorted(n for n, e in ctx.config.entities.items() if e.source == unit.source
-                   and e.mapped(model.FRESHNESS_FIELD[n]))
+    names = fresh_entities(ctx.config, unit.source)
     try:
         with meter.timed(unit.source, unit.label) as counted, engine.connect() as conn:
             for name in names:

@@ -76,12 +76,33 @@ def tolerate_skew(entity: MappedEntity, seconds: ColumnElement[Any]) -> ColumnEl
 
 
 @dataclass
+class Trace:
+    """How a plan built at one instant depends on that instant, for the backfill's one pass:
+    the stored timestamp its rows are selected on, the row classes (mutually exclusive), per
+    window and class the [lo, hi) range of that timestamp, per class the time before which a
+    row counts in the measure named ``value`` (``due``: the SLA breach backlog, whose replay
+    plans leave that condition out), and the later events read as of the instant. Recorded
+    by the time helpers below when a context carries one."""
+
+    column: str = ""
+    classes: list[ColumnElement[bool]] = field(default_factory=list)
+    ranges: list[tuple[str, list[tuple[datetime, datetime]]]] = field(default_factory=list)
+    due: list[datetime] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Context:
-    """What every plan needs: the config, the evaluation time, the windows."""
+    """What every plan needs: the config, the evaluation time, the windows.
+
+    ``events``: how a later event (:func:`pinned`) reads: as of the evaluation time (a
+    refresh), or as if it had happened, or not yet (the backfill's two states of a row)."""
 
     config: Config
     as_of: datetime  # aware, UTC
     only: tuple[float, ...] | None = None  # the windows refreshed now (seconds); None: all
+    events: str = "as_of"  # or "happened", "pending"
+    trace: Trace | None = None  # with events "as_of": plans built for their trace alone
 
     @property
     def windows(self) -> list[tuple[str, float]]:
@@ -89,6 +110,12 @@ class Context:
         range, so a refresh of the short windows reads a day of rows, not a month."""
         return [(format_seconds(w.seconds), w.seconds) for w in self.config.kpis.windows
                 if self.only is None or w.seconds in self.only]
+
+    @property
+    def replay(self) -> bool:
+        """Plans for the backfill's one pass: conditions on the evaluation time itself are
+        left to it (see Trace)."""
+        return self.events != "as_of"
 
     def settings(self, kpi: Kpi) -> KpiSettings:
         return self.config.kpis.settings(kpi.key)
@@ -103,7 +130,8 @@ class Context:
         """A clock covering receipts from ``lookback`` before the evaluation time to it."""
         calendar = self.config.kpis.calendar if business else None
         start = self.since(entity, lookback + 86400)
-        return BusinessClock(calendar, entity.zone, start, self.now(entity) + timedelta(days=1))
+        return BusinessClock(calendar, entity.zone, start, self.now(entity) + timedelta(days=1),
+                             sql=self.trace is None or self.replay)
 
     def sla_seconds(self, sla: Duration) -> float:
         """An SLA on the business clock: business days count calendar.business_day each, or
@@ -119,41 +147,63 @@ def at(value: datetime) -> ColumnElement[Any]:
     return sa.literal(value, sa.DateTime())
 
 
-def anchored(ctx: Context, entity: MappedEntity, anchor: str,
-             ) -> tuple[ColumnElement[bool], list[tuple[str, ColumnElement[bool]]]]:
+Selection = tuple[ColumnElement[bool], list[tuple[str, ColumnElement[bool]]]]
+
+
+def ranged(ctx: Context, entity: MappedEntity, column: str,
+           classes: Sequence[ColumnElement[bool]],
+           ranges: list[tuple[str, list[tuple[datetime, datetime]]]]) -> Selection:
+    """The row predicate and per-window predicates of rows whose ``column`` falls, for its
+    class, in the window's [lo, hi) range (recorded in the context's trace)."""
+    if ctx.trace is not None:
+        ctx.trace.column, ctx.trace.classes = column, list(classes)
+        ctx.trace.ranges = ranges
+    col = entity.col(column)
+    windows = []
+    for label, bounds in ranges:
+        if len(set(bounds)) == 1:  # the classes are exhaustive: one range for all
+            lo, hi = bounds[0]
+            windows.append((label, sa.and_(col >= at(lo), col < at(hi))))
+            continue
+        windows.append((label, sa.or_(*(sa.and_(cond, col >= at(lo), col < at(hi))
+                                         for cond, (lo, hi) in zip(classes, bounds,
+                                                                   strict=True)))))
+    lows = [lo for _, bounds in ranges for lo, _ in bounds]
+    highs = [hi for _, bounds in ranges for _, hi in bounds]
+    return sa.and_(col >= at(min(lows)), col < at(max(highs))), windows
+
+
+def anchored(ctx: Context, entity: MappedEntity, anchor: str) -> Selection:
     """Rows whose anchor timestamp falls in each window ending at the evaluation time."""
-    col, now = entity.col(anchor), at(ctx.now(entity))
-    windows = [(label, sa.and_(col >= at(ctx.since(entity, s)), col < now))
-               for label, s in ctx.windows]
-    longest = max(s for _, s in ctx.windows)
-    return sa.and_(col >= at(ctx.since(entity, longest)), col < now), windows
+    now = ctx.now(entity)
+    return ranged(ctx, entity, anchor, [sa.true()],
+                  [(label, [(ctx.since(entity, s), now)]) for label, s in ctx.windows])
 
 
 def deadline_anchored(
     ctx: Context, entity: MappedEntity, receipt: str, clock: BusinessClock,
     classes: Sequence[tuple[ColumnElement[bool], float]],
-) -> tuple[ColumnElement[bool], list[tuple[str, ColumnElement[bool]]]]:
+) -> Selection:
     """Rows whose deadline (receipt + SLA on the clock) falls in each window.
 
     classes: mutually exclusive row conditions with their SLA in clock seconds. Each deadline
     window becomes a range of receipt times per class, on the raw receipt column.
     """
-    col, now = entity.col(receipt), ctx.now(entity)
-    windows, lows, highs = [], [], []
-    for label, seconds in ctx.windows:
-        parts = []
-        for condition, sla in classes:
-            lo, hi = clock.receipt_range(ctx.since(entity, seconds), now, sla)
-            parts.append(sa.and_(condition, col >= at(lo), col < at(hi)))
-            lows.append(lo)
-            highs.append(hi)
-        windows.append((label, sa.or_(*parts)))
-    return sa.and_(col >= at(min(lows)), col < at(max(highs))), windows
+    now = ctx.now(entity)
+    ranges = [(label, [clock.receipt_range(ctx.since(entity, seconds), now, sla)
+                       for _, sla in classes]) for label, seconds in ctx.windows]
+    return ranged(ctx, entity, receipt, [cond for cond, _ in classes], ranges)
 
 
 def pinned(ctx: Context, entity: MappedEntity, name: str) -> ColumnElement[Any]:
     """A later event as of the evaluation time: values after it count as not yet happened."""
     col = entity.col(name)
+    if ctx.trace is not None and name not in ctx.trace.events:
+        ctx.trace.events.append(name)
+    if ctx.events == "happened":
+        return col
+    if ctx.events == "pending":
+        return sa.cast(sa.null(), sa.DateTime())
     return sa.case((col <= at(ctx.now(entity)), col), else_=None)
 
 

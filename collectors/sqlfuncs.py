@@ -216,3 +216,34 @@ def _sqlite_floor_div(element: FloorDiv, compiler: Any, **kw: Any) -> str:
 
 def floor_div(value: ColumnElement[Any], size: float) -> ColumnElement[int]:
     return FloorDiv(value, size)
+
+
+class CeilDiv(FunctionElement[int]):
+    """``ceil(value / size)`` for a non-negative value: the first grid point at or after it."""
+
+    type = sa.Integer()
+    inherit_cache = False
+    name = "ceil_div"
+
+    def __init__(self, value: ColumnElement[Any], size: float) -> None:
+        super().__init__(value)
+        self.size = size
+
+
+@compiles(CeilDiv, "postgresql")
+@compiles(CeilDiv, "mysql")
+@compiles(CeilDiv, "mariadb")
+def _ceil_div(element: CeilDiv, compiler: Any, **kw: Any) -> str:
+    (value,) = list(element.clauses)
+    return f"CEIL(({compiler.process(value, **kw)}) / {float(element.size)!r})"
+
+
+@compiles(CeilDiv)
+def _sqlite_ceil_div(element: CeilDiv, compiler: Any, **kw: Any) -> str:
+    (value,) = list(element.clauses)  # CAST truncates; one more when a fraction is left
+    q = f"(({compiler.process(value, **kw)}) / {float(element.size)!r})"
+    return f"(CAST({q} AS INTEGER) + ({q} > CAST({q} AS INTEGER)))"
+
+
+def ceil_div(value: ColumnElement[Any], size: float) -> ColumnElement[int]:
+    return CeilDiv(value, size)

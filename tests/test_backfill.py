@@ -26,9 +26,9 @@ END = datetime(2026, 3, 9, 12, tzinfo=UTC)
 DST_CHANGE = datetime(2026, 3, 8, 7, tzinfo=UTC)  # 03:00 EDT, the first instant after it
 
 
-def zoned(url: str) -> config_module.Config:
+def zoned(url: str, calendar: bool = False) -> config_module.Config:
     """The known mapping, its naive timestamps read as New York time."""
-    data = known_data.config(url)
+    data = known_data.config(url, calendar=calendar)
     for entity in data["entities"].values():
         entity["timezone"] = "America/New_York"
     return config_module.parse(data, "known.yaml")
@@ -41,15 +41,19 @@ def loaded(module_db_url: str) -> str:
 
 
 def snapshot(results: list[Any]) -> dict[tuple[Any, ...], Any]:
-    return {(r.kpi.key, r.source, c.labels): (dict(c.counts), c.histogram)
+    return {(r.kpi.key, r.source, c.labels): (dict(c.counts), c.histogram, c.spread)
             for r in results if r.ok for c in r.cells}
 
 
-def test_every_series_equals_collect_as_of_at_random_instants(loaded: str) -> None:
-    config = zoned(loaded)
+@pytest.mark.parametrize("calendar", [False, True], ids=["wall-clock", "business-calendar"])
+def test_every_series_equals_collect_as_of_at_random_instants(loaded: str, calendar: bool
+                                                              ) -> None:
+    config = zoned(loaded, calendar)
     engines = create_engines(config)
     try:
         backfill = Backfill(config, engines, Grid(START, END, 3600.0))
+        # Every KPI is read once for the whole range, none per instant.
+        assert backfill.per_instant == []
         as_of = known_data.AS_OF
         picks = {int((as_of - START).total_seconds() // 3600),  # the data's own instant
                  int((DST_CHANGE - START).total_seconds() // 3600) - 1,  # around the change
@@ -57,14 +61,15 @@ def test_every_series_equals_collect_as_of_at_random_instants(loaded: str) -> No
                  # a window boundary: as_of + 1d, when the 1d window has just left the data
                  int((as_of + timedelta(days=1) - START).total_seconds() // 3600),
                  *random.Random(18).sample(range(backfill.count), 4)}
-        compared = 0
+        slotted = replayed = 0
         for k in sorted(picks):
             instant = backfill.instant(k)
             got = snapshot(backfill.results(k))
             expected = snapshot(evaluate.evaluate(config, engines, instant))
             assert got == expected, f"at {instant}"
-            compared += sum(1 for key in expected if key[0] in SLOTTED)
-        assert compared > 100  # the one-pass KPIs had cells to compare
+            slotted += sum(1 for key in expected if key[0] in SLOTTED)
+            replayed += sum(1 for key in expected if key[0] not in SLOTTED)
+        assert slotted > 100 and replayed > 50  # both kinds had cells to compare
     finally:
         for engine in engines.values():
             engine.dispose()
@@ -80,7 +85,7 @@ def test_exclusion_rules_leave_backfilled_series_as_they_leave_a_refresh(loaded:
         backfill = Backfill(config, engines, Grid(START, END, 3600.0))
         k = int((known_data.AS_OF - START).total_seconds() // 3600)
         expected = snapshot(evaluate.evaluate(config, engines, backfill.instant(k)))
-        excluded = {reason: sum(counts.get(reason, 0) for counts, _ in expected.values())
+        excluded = {reason: sum(counts.get(reason, 0) for counts, _, _ in expected.values())
                     for reason in (f"{EXCLUDED}excluded_by_rule", f"{EXCLUDED}excluded_code")}
         assert all(n > 0 for n in excluded.values()), excluded  # both rules matched records
         assert snapshot(backfill.results(k)) == expected
