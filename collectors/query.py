@@ -26,7 +26,15 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.expression import ColumnElement, Select, Subquery
 
 from collectors.plan import Plan
-from collectors.sqlfuncs import bucket_index, count_if, number, sum_if
+from collectors.sqlfuncs import (
+    DaysBetween,
+    SecondsBetween,
+    bucket_index,
+    count_if,
+    number,
+    sum_if,
+)
+from kpis.db.entity import MappedSql
 from kpis.names import OTHER
 from kpis.snapshot import Cell, Histogram, Spread
 
@@ -64,61 +72,70 @@ def _row_values(plans: list[Plan], slot: ColumnElement[Any] | None
 
 def _fence(first: Plan, values: dict[str, ColumnElement[Any]], dialect: str
            ) -> tuple[Subquery, dict[str, ColumnElement[Any]]]:
-    """The per-row expressions over a fenced sub-query ``r`` that computes each per-row value
-    once. On PostgreSQL and SQLite the conditions that test a value (plausible, negative,
-    missing: a duration's four measures, each over a CASE that tolerates clock skew) are
-    evaluated in a second fenced sub-query ``m``, on the computed value, with the raw columns
-    they read passed through: a duration is computed once per row, not once per condition
-    (a full refresh at 1M appointments: 9.3 s -> 7.4 s). MariaDB would materialise each
-    level, so there the conditions stay in ``r``, as does a condition reading a sub-query or
-    the mapping's SQL text (see :func:`_opaque`)."""
-    if dialect not in _PIPELINED_SUBQUERIES:
-        inner = (sa.select(*(expr.label(name) for name, expr in values.items()))
-                 .select_from(first.entity.from_).where(first.where).limit(_NO_LIMIT)
-                 .subquery("r"))
+    """The per-row expressions over fenced sub-queries, each costly part computed once per
+    row. On PostgreSQL and SQLite: the time differences in ``r`` (with the raw columns the
+    rest reads), the values over them in ``m``, the conditions over the values in ``n``. A
+    duration is read by its four measures and, through the CASE that tolerates clock skew,
+    three times in each: inlined, its time difference would be computed a dozen times per
+    row. MariaDB would materialise each level, so there, and for plans reading a sub-query
+    or the mapping's SQL text (see :func:`_opaque`), every expression is computed in ``r``."""
+    measured = {name: expr for name, expr in values.items() if name[0] in "fv"}
+    if dialect not in _PIPELINED_SUBQUERIES or any(
+            _opaque(e) for expr in measured.values() for e in visitors.iterate(expr)):
+        inner = _rows_query(first, values)
         return inner, {name: inner.c[name] for name in values}
-    shared = {id(expr): name for name, expr in values.items() if name.startswith("v")}
-    below = {name: expr for name, expr in values.items() if not name.startswith("f")}
-    above: dict[str, ColumnElement[Any]] = {}
-    passed: dict[Any, str] = {}  # a raw column -> its name in r
+    below = {name: expr for name, expr in values.items() if name[0] not in "fv"}
+    passed: dict[int, str] = {}  # id of a time difference or raw column -> its name in r
+    named = {id(expr): name for name, expr in values.items() if name[0] == "v"}
 
-    def swap(element: Any) -> Any:
-        if id(element) in shared:
-            return _Later(shared[id(element)])
-        if isinstance(element, sa.sql.expression.ColumnClause) and element.table is not None:
-            name = passed.setdefault(element, f"c{len(passed)}")
+    def atom(element: Any) -> Any:
+        if isinstance(element, (SecondsBetween, DaysBetween)) or (
+                isinstance(element, sa.sql.expression.ColumnClause)
+                and element.table is not None):
+            name = passed.get(id(element))
+            if name is None:
+                name = passed[id(element)] = f"c{len(passed)}"
+                below[name] = element
             return _Later(name)
         return None
 
-    for name, expr in values.items():
-        if not name.startswith("f"):
-            continue
-        if any(_opaque(e) for e in visitors.iterate(expr)):
-            below[name] = expr
-        else:
-            above[name] = visitors.replacement_traverse(expr, {}, swap)  # type: ignore[call-overload]
-    below.update({name: column for column, name in passed.items()})
-    inner = (sa.select(*(expr.label(name) for name, expr in below.items()))
-             .select_from(first.entity.from_).where(first.where).limit(_NO_LIMIT)
-             .subquery("r"))
-    middle = {name: inner.c[name] for name in values if name in below}
-    for name, expr in above.items():
-        middle[name] = visitors.replacement_traverse(  # type: ignore[call-overload]
-            expr, {}, lambda e: inner.c[e.name] if isinstance(e, _Later) else None)
-    # Fenced again: inlined, each condition would be evaluated once per aggregate reading it.
-    outer = (sa.select(*(middle[name].label(name) for name in values))
-             .select_from(inner).limit(_NO_LIMIT).subquery("m"))
-    return outer, {name: outer.c[name] for name in values}
+    def value_or_atom(element: Any) -> Any:
+        return _Later(named[id(element)]) if id(element) in named else atom(element)
+
+    swapped = {name: visitors.replacement_traverse(  # type: ignore[call-overload]
+        expr, {}, atom if name[0] == "v" else value_or_atom) for name, expr in measured.items()}
+    r = _rows_query(first, below)
+    m = _level(r, {**{name: r.c[name] for name in below}, **{
+        name: _resolve(expr, r) for name, expr in swapped.items() if name[0] == "v"}}, "m")
+    # Fenced again: inlined, each condition would read the values' expressions once more.
+    n = _level(m, {**{name: m.c[name] for name in values if name[0] != "f"}, **{
+        name: _resolve(expr, m) for name, expr in swapped.items() if name[0] == "f"}}, "n")
+    return n, {name: n.c[name] for name in values}
+
+
+def _rows_query(first: Plan, values: dict[str, ColumnElement[Any]]) -> Subquery:
+    """The entity's rows in range with ``values`` computed, behind a LIMIT the planners
+    cannot inline."""
+    return (sa.select(*(expr.label(name) for name, expr in values.items()))
+            .select_from(first.entity.from_).where(first.where).limit(_NO_LIMIT)
+            .subquery("r"))
+
+
+def _level(below: Subquery, columns: dict[str, ColumnElement[Any]], name: str) -> Subquery:
+    return (sa.select(*(expr.label(n) for n, expr in columns.items())).select_from(below)
+            .limit(_NO_LIMIT).subquery(name))
+
+
+def _resolve(expr: ColumnElement[Any], below: Subquery) -> ColumnElement[Any]:
+    return visitors.replacement_traverse(  # type: ignore[call-overload, no-any-return]
+        expr, {}, lambda e: below.c[e.name] if isinstance(e, _Later) else None)
 
 
 def _opaque(element: Any) -> bool:
     """A sub-query, or SQL text from the mapping (an expression field, an exclusion rule),
     whose column references cannot be passed through the fence."""
-    if isinstance(element, (sa.sql.expression.Exists, sa.sql.expression.ScalarSelect,
-                            sa.sql.expression.TextClause)):
-        return True
-    return (isinstance(element, sa.sql.expression.ColumnClause) and element.table is None
-            and element.is_literal and not isinstance(element, _Later))
+    return isinstance(element, (sa.sql.expression.Exists, sa.sql.expression.ScalarSelect,
+                                sa.sql.expression.TextClause, MappedSql))
 
 
 class _Later(sa.sql.expression.ColumnClause[Any]):

@@ -25,6 +25,13 @@ _TYPES: dict[model.FieldType, sa.types.TypeEngine[Any]] = {
 }
 
 
+class MappedSql(sa.sql.expression.ColumnClause[Any]):
+    """SQL text from the mapping (an expression field, an exclusion rule), rendered as
+    written: the columns it reads are unknown to SQLAlchemy."""
+
+    inherit_cache = True
+
+
 class MappedEntity:
     """One logical entity bound to its table, with typed field expressions."""
 
@@ -47,7 +54,7 @@ class MappedEntity:
         """The field's column or SQL expression as mapped, untyped."""
         mapping = self.config.fields[name]
         if isinstance(mapping, SqlExpression):
-            return sa.literal_column(f"({mapping.sql})")
+            return MappedSql(f"({mapping.sql})", is_literal=True)
         return self.from_.c[mapping]
 
     def probe(self) -> sa.Select[Any]:
@@ -97,7 +104,7 @@ class MappedEntity:
         of every KPI of the entity and counted under the reason."""
         rules: list[tuple[str, ColumnElement[bool]]] = []
         if self.config.exclude is not None:
-            rule = sa.type_coerce(sa.literal_column(f"({self.config.exclude})"), sa.Boolean())
+            rule = sa.type_coerce(MappedSql(f"({self.config.exclude})", is_literal=True), sa.Boolean())
             rules.append(("excluded_by_rule", rule))
         coded = [self.is_code(name, model.EXCLUDED_CODE) for name, codes in
                  sorted(self.config.codes.items())
