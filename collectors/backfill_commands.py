@@ -131,9 +131,7 @@ def _run(config: Any, config_path: Path, options: dict[str, Any], output: Path, 
                    f"{output}", err=True)
     else:
         work = history.scratch(state)
-        text = work / "history.om"
-        writer.assemble(text)
-        names = history.make_blocks(text, output, work)
+        names = history.make_blocks(writer.families(), output, work)
         if rules:
             files = [rules_file] if rules_file else [_built_rules(config_path, work)]
             names += history.make_rule_blocks(output, names, files, grid.start.timestamp(),

@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,18 +121,64 @@ class HistoryWriter:
             out.close()
         self._files.clear()
 
+    def families(self) -> list[tuple[str, Path]]:
+        """Each family's header (HELP, TYPE) and its sample file, by name."""
+        self.close()
+        return [(_header(name, *self.meta[name]), self._path(name)) for name in sorted(self.meta)]
+
     def assemble(self, target: Path) -> None:
         """The OpenMetrics text, family by family, renamed into place when whole."""
         self.close()
         tmp = target.with_name(f".{target.name}.partial")
         with open(tmp, "w", encoding="utf-8") as out:
-            for name in sorted(self.meta):
-                kind, help_text = self.meta[name]
-                out.write(f"# HELP {name} {_escape(help_text)}\n# TYPE {name} {kind}\n")
-                with open(self._path(name), encoding="utf-8") as part:
+            for header, path in self.families():
+                out.write(header)
+                with open(path, encoding="utf-8") as part:
                     shutil.copyfileobj(part, out)
             out.write("# EOF\n")
         tmp.replace(target)
+
+
+def _header(name: str, kind: str, help_text: str) -> str:
+    return f"# HELP {name} {_escape(help_text)}\n# TYPE {name} {kind}\n"
+
+
+BLOCK_SECONDS = 7200  # promtool's block range, aligned to multiples of it since the epoch
+
+
+def _chunks(families: list[tuple[str, Path]], folder: Path) -> Iterator[Path]:
+    """The OpenMetrics text of ``families`` (each file's samples in time order) cut at the
+    block boundaries, one file per block, each deleted once the next is asked for. promtool
+    reads its whole input again for every block it makes: 90 days in one input are 1,080
+    reads of it (hours at a million appointments); one input per block reads each sample
+    once."""
+    files = [open(path, "rb") for _, path in families]  # noqa: SIM115
+    try:
+        pending = [f.readline() for f in files]
+        while any(pending):
+            first = min(_stamp(line) for line in pending if line)
+            end = (first // BLOCK_SECONDS + 1) * BLOCK_SECONDS
+            chunk = folder / f"chunk-{int(first)}.om"
+            with open(chunk, "wb") as out:
+                for i, (header, _) in enumerate(families):
+                    line = pending[i]
+                    if not line or _stamp(line) >= end:
+                        continue
+                    out.write(header.encode())
+                    while line and _stamp(line) < end:
+                        out.write(line)
+                        line = files[i].readline()
+                    pending[i] = line
+                out.write(b"# EOF\n")
+            yield chunk
+            chunk.unlink()
+    finally:
+        for f in files:
+            f.close()
+
+
+def _stamp(line: bytes) -> float:
+    return float(line.rsplit(b" ", 1)[1])
 
 
 def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
@@ -161,12 +207,15 @@ def _blocks(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and (p / "meta.json").exists())
 
 
-def make_blocks(openmetrics: Path, target: Path, work: Path) -> list[str]:
-    """TSDB blocks of ``openmetrics`` moved into ``target``; returns their names."""
-    staging = work / "blocks"
+def make_blocks(families: list[tuple[str, Path]], target: Path, work: Path,
+                staging_name: str = "blocks") -> list[str]:
+    """TSDB blocks of ``families`` (header, sample file) moved into ``target``, made by
+    promtool block by block; returns their names."""
+    staging = work / staging_name
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    _promtool("tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(staging))
+    for chunk in _chunks(families, work):
+        _promtool("tsdb", "create-blocks-from", "openmetrics", str(chunk), str(staging))
     return _move_blocks(staging, target)
 
 
@@ -200,29 +249,29 @@ def make_rule_blocks(raw_blocks: Path, names: list[str], rule_files: list[Path],
         ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={storage}",
          f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=100y"],
         stdout=log, stderr=subprocess.STDOUT)
-    text = work / "rules.om"
+    recorded = work / "rules"
+    recorded.mkdir(exist_ok=True)
+    families = []
     try:
         _wait_ready(f"http://127.0.0.1:{port}/-/ready", server)
-        with open(text, "w", encoding="utf-8") as out:
-            for record, expr, labels in recording_rules(rule_files):
-                series = _query_range(f"http://127.0.0.1:{port}", expr, start, end, step)
-                out.write(f"# TYPE {record} gauge\n")
-                for metric, values in series:
-                    metric = {**{k: v for k, v in metric.items() if k != "__name__"}, **labels}
-                    tag = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(metric.items()))
-                    head = f"{record}{{{tag}}}" if tag else record
-                    out.writelines(f"{head} {value} {_timestamp(float(at))}\n"
-                                   for at, value in values)
-            out.write("# EOF\n")
+        for n, (record, expr, labels) in enumerate(recording_rules(rule_files)):
+            series = _query_range(f"http://127.0.0.1:{port}", expr, start, end, step)
+            lines = []
+            for metric, values in series:
+                metric = {**{k: v for k, v in metric.items() if k != "__name__"}, **labels}
+                tag = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(metric.items()))
+                head = f"{record}{{{tag}}}" if tag else record
+                lines += [(float(at), f"{head} {value} {_timestamp(float(at))}\n")
+                          for at, value in values]
+            path = recorded / f"{n}.txt"
+            lines.sort(key=lambda line: line[0])  # a family's samples in time order
+            path.write_text("".join(line for _, line in lines), encoding="utf-8")
+            families.append((f"# TYPE {record} gauge\n", path))
     finally:
         server.terminate()
         server.wait(30)
         log.close()
-    staging = work / "rule-blocks"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    _promtool("tsdb", "create-blocks-from", "openmetrics", str(text), str(staging))
-    return _move_blocks(staging, target)
+    return make_blocks(families, target, work, "rule-blocks")
 
 
 def recording_rules(files: list[Path]) -> list[tuple[str, str, dict[str, str]]]:

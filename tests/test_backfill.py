@@ -171,6 +171,16 @@ def test_tsdb_blocks_made_by_promtool_hold_the_samples(known_config: Path, tmp_p
                           capture_output=True, text=True, check=True).stdout
     assert ('{__name__="carekpi_no_show_numerator", clinic="north", source="main", '
             'window="1d"} 1 1772452800000') in dump
+    # Every sample, once: the blocks (one per 2 h, each from its own promtool input) hold
+    # exactly the samples of the OpenMetrics text of the same range.
+    listed = subprocess.run(["promtool", "tsdb", "list", str(blocks)], capture_output=True,
+                            text=True, check=True).stdout.splitlines()[1:]
+    text = tmp_path / "history.om"
+    assert carekpi("backfill", "--config", str(known_config), "--start", "2026-03-01",
+                   "--end", "2026-03-02T12:00:00Z", "--openmetrics", str(text)).returncode == 0
+    written = sum(1 for line in text.read_text().splitlines() if not line.startswith("#"))
+    assert sum(int(line.split()[4]) for line in listed) == written
+    assert len(listed) == len(made) == 19  # 2026-03-01T00:00 to 03-02T12:00, 2 h each
 
 
 def test_a_start_given_as_a_duration_counts_back_from_the_end(known_config: Path,
