@@ -183,7 +183,7 @@ def read(config: Config, engine: sa.Engine, unit: evaluate.Unit, kpi: Kpi,
         return None
     now_pos = [grid.pos(now) for now in nows]
 
-    plans, key, span = _plans(config, unit, one, entity, instants, grid, first, nows)
+    plans, key, span = _plans(config, one, entity, instants, grid, first, nows)
     where_hi = max(t.ranges[w][1][c][1] for t in traces for w in range(len(windows))
                    for c in range(nclasses))
     col = entity.col(first.column)
@@ -239,9 +239,8 @@ def read(config: Config, engine: sa.Engine, unit: evaluate.Unit, kpi: Kpi,
     return line
 
 
-def _plans(config: Config, unit: evaluate.Unit, one: evaluate.Unit, entity: MappedEntity,
-           instants: list[datetime], grid: _Grid, first: Trace, nows: list[datetime]
-           ) -> tuple[list[Plan], Any, int]:
+def _plans(config: Config, one: evaluate.Unit, entity: MappedEntity, instants: list[datetime],
+           grid: _Grid, first: Trace, nows: list[datetime]) -> tuple[list[Plan], Any, int]:
     """The pending and happened plans (one plan without a later event), and the packed
     grouping key: (position * classes + class) * span + event position + 1."""
     span_seconds = (instants[-1] - instants[0]).total_seconds() + max(
