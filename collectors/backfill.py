@@ -16,6 +16,7 @@ fit that pass is evaluated at each instant, as a refresh would (``per_instant``)
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -266,7 +267,9 @@ def _prefix(slots: dict[int, Parts], n: int) -> dict[tuple[int, int, str], Any]:
             continue
         exact = key[2] == "sum"
         total: Any = Fraction(0) if exact else 0.0
-        running = [total]
+        # Counts in a flat array of doubles (exact up to 2**53): a list of float objects
+        # took 32 bytes an entry, 1.4 GB for 90 days at 1M appointments.
+        running: Any = [total] if exact else array("d", [total])
         for i in range(n):
             value = slots.get(i, {}).get(key) or 0.0
             total = total + (Fraction(value) if exact else value)

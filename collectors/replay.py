@@ -19,6 +19,7 @@ forward with time, or read two later events): the caller then evaluates it per i
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -51,7 +52,7 @@ class Timeline:
     windows: list[str]
     names: list[str]
     count: int
-    sums: dict[tuple[tuple[str, ...], int], dict[tuple[int, int, str], list[Any]]] = field(
+    sums: dict[tuple[tuple[str, ...], int], dict[tuple[int, int, str], Any]] = field(
         default_factory=dict)
     extremes: dict[tuple[tuple[str, ...], int], dict[tuple[int, int, str], list[Any]]] = field(
         default_factory=dict)
@@ -224,10 +225,12 @@ def read(config: Config, engine: sa.Engine, unit: evaluate.Unit, kpi: Kpi,
                     if part in EXTREMES:
                         extremes.setdefault((0, m, part), []).append((a, b, value))
                         continue
-                    diff = sums.get((0, m, part))
+                    diff: Any = sums.get((0, m, part))
                     if diff is None:
-                        diff = sums[(0, m, part)] = [0] * (line.count + 1)
-                    amount = Fraction(value) if part == "sum" else int(value)
+                        diff = sums[(0, m, part)] = (
+                            [0] * (line.count + 1) if part == "sum"
+                            else array("q", bytes(8 * (line.count + 1))))
+                    amount: Any = Fraction(value) if part == "sum" else int(value)
                     diff[a] += amount
                     diff[b + 1] -= amount
             if first_k <= last_k:
