@@ -79,9 +79,11 @@ FROM (SELECT site_code AS clinic, {_slot('slot_start', since)} AS slot,
              cancelled_at AS cancelled, first_reminder_at AS reminder,
              provider_seen_at AS seen, checkout_at AS departed, is_telehealth AS virtual,
              (slot_start::date - booked_at::date) * 86400 AS lead,
-             extract(epoch FROM provider_seen_at - greatest(checkin_at, slot_start)) AS wait,
+             -- the mapping's 5 s clock skew: a wait down to -5 s counts as 0
+             CASE WHEN w.raw < 0 AND w.raw >= -5 THEN 0 ELSE w.raw END AS wait,
              extract(epoch FROM checkout_at - greatest(checkin_at, slot_start)) AS cycle
-      FROM {schema}.appointment
+      FROM {schema}.appointment CROSS JOIN LATERAL (SELECT extract(
+               epoch FROM provider_seen_at - greatest(checkin_at, slot_start)) AS raw) AS w
       WHERE slot_start >= %(since{nwin - 1})s AND slot_start < %(now)s) AS a
 GROUP BY 1, 2"""
 
