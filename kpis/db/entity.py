@@ -104,7 +104,8 @@ class MappedEntity:
         of every KPI of the entity and counted under the reason."""
         rules: list[tuple[str, ColumnElement[bool]]] = []
         if self.config.exclude is not None:
-            rule = sa.type_coerce(MappedSql(f"({self.config.exclude})", is_literal=True), sa.Boolean())
+            text = MappedSql(f"({self.config.exclude})", is_literal=True)
+            rule = sa.type_coerce(text, sa.Boolean())
             rules.append(("excluded_by_rule", rule))
         coded = [self.is_code(name, model.EXCLUDED_CODE) for name, codes in
                  sorted(self.config.codes.items())
