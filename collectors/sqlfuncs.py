@@ -188,16 +188,21 @@ def bucket_index(value: ColumnElement[Any], bounds: tuple[float, ...]) -> Column
     return BucketIndex(value, bounds)
 
 
-class FloorDiv(FunctionElement[int]):
-    """``floor(value / size)`` for a non-negative value: a time slot's index."""
+class _Divided(FunctionElement[int]):
+    """A non-negative value divided by a grid ``size``, rounded to a grid point."""
 
     type = sa.Integer()
     inherit_cache = False
-    name = "floor_div"
 
     def __init__(self, value: ColumnElement[Any], size: float) -> None:
         super().__init__(value)
         self.size = size
+
+
+class FloorDiv(_Divided):
+    """``floor(value / size)``: a time slot's index."""
+
+    name = "floor_div"
 
 
 @compiles(FloorDiv, "postgresql")
@@ -218,16 +223,10 @@ def floor_div(value: ColumnElement[Any], size: float) -> ColumnElement[int]:
     return FloorDiv(value, size)
 
 
-class CeilDiv(FunctionElement[int]):
-    """``ceil(value / size)`` for a non-negative value: the first grid point at or after it."""
+class CeilDiv(_Divided):
+    """``ceil(value / size)``: the first grid point at or after the value."""
 
-    type = sa.Integer()
-    inherit_cache = False
     name = "ceil_div"
-
-    def __init__(self, value: ColumnElement[Any], size: float) -> None:
-        super().__init__(value)
-        self.size = size
 
 
 @compiles(CeilDiv, "postgresql")
