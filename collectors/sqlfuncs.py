@@ -202,6 +202,7 @@ class _Divided(FunctionElement[int]):
 class FloorDiv(_Divided):
     """``floor(value / size)``: a time slot's index."""
 
+    inherit_cache = False
     name = "floor_div"
 
 
@@ -226,6 +227,7 @@ def floor_div(value: ColumnElement[Any], size: float) -> ColumnElement[int]:
 class CeilDiv(_Divided):
     """``ceil(value / size)``: the first grid point at or after the value."""
 
+    inherit_cache = False
     name = "ceil_div"
 
 
