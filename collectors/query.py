@@ -161,8 +161,8 @@ class Layout(list[_Column]):
 
 
 def compose(plans: list[Plan], dialect: str = "postgresql",
-            slot: ColumnElement[Any] | None = None, fold: Mapping[int, int] | None = None
-            ) -> tuple[Select[Any], Layout]:
+            slot: ColumnElement[Any] | None = None, fold: Mapping[int, int] | None = None,
+            every_bucket: bool = False) -> tuple[Select[Any], Layout]:
     """One SELECT for plans sharing entity, row predicate, windows and labels.
 
     Grouped by labels, slot and, for a unit with one histogram, its bucket index (NULL for a
@@ -170,8 +170,10 @@ def compose(plans: list[Plan], dialect: str = "postgresql",
     count per bound. Two or more histograms are counted per bound: their bucket keys would
     multiply each other's groups (measured at 1M appointments, three histograms: a sort
     spilling to disk, or with PostgreSQL grouping sets and a larger work_mem no faster than
-    the counts per bound). The slot is the innermost window holding the row, or ``slot`` (the
-    backfill's time slots). ``fold`` (label index -> n) keeps the n values of a label with the
+    the counts per bound), except ``every_bucket``: keys so fine that a group holds about one
+    row (the backfill's replay) are not multiplied by bucket keys, and the counts per bound
+    would only widen each group. The slot is the innermost window holding the row, or ``slot``
+    (the backfill's time slots). ``fold`` (label index -> n) keeps the n values of a label with the
     most records and sums the rest as ``other`` in the database (see :func:`_folded`).
     """
     first = plans[0]
@@ -180,7 +182,7 @@ def compose(plans: list[Plan], dialect: str = "postgresql",
     inner, ref = _fence(first, values, dialect) if fenced else (None, values)
     layout = Layout()
     histograms = _histograms(plans)
-    if len(histograms) == 1:
+    if len(histograms) == 1 or every_bucket:
         layout.grouped = histograms
     base = [ref[f"d{i}"].label(f"d{i}") for i in range(len(first.dims))]
     base.append(ref["slot"].label("slot"))

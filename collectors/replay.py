@@ -190,7 +190,7 @@ def read(config: Config, engine: sa.Engine, unit: evaluate.Unit, kpi: Kpi,
     col = entity.col(first.column)
     where = sa.and_(col >= at(grid.origin), col < at(where_hi))
     plans = [replace(plan, where=where) for plan in plans]
-    query, layout = compose(plans, engine.dialect.name, key)
+    query, layout = compose(plans, engine.dialect.name, key, every_bucket=True)
     with engine.connect() as conn:
         evaluate._set_zone(conn, entity)
         rows = conn.execute(query).all()
