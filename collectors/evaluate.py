@@ -19,7 +19,7 @@ from sqlalchemy.sql.expression import Select
 
 from collectors import access_plans, call_plans, deadline_plans, shards, survey_plans
 from collectors.labels import WIDE, LabelCaps, TooWide
-from collectors.load import LoadMeter
+from collectors.load import LoadMeter, fetching
 from collectors.plan import Context, Plan, at, with_exclusions
 from collectors.query import compose, decode, folded_away
 from kpis import cadence, catalog, effective, model
@@ -223,15 +223,20 @@ def _rows(conn: sa.Connection, query: Any, caps: LabelCaps, watched: dict[int, s
     rows streamed through a server-side cursor (which PostgreSQL runs without parallel
     workers), so memory never holds more than the cap allows."""
     if not watched:
-        return list(conn.execute(query).all())
-    probe = conn.execute(_cut(query, PROBE_ROWS + 1)).all()
+        result = conn.execute(query)
+        with fetching():
+            return list(result.all())
+    result = conn.execute(_cut(query, PROBE_ROWS + 1))
+    with fetching():
+        probe = result.all()
     rows = caps.rows(probe, watched)
     if len(rows) <= PROBE_ROWS:
         return rows
     del probe, rows
     result = conn.execution_options(yield_per=STREAMED_ROWS).execute(query)
     try:
-        return caps.rows(result, watched)
+        with fetching():
+            return caps.rows(result, watched)
     finally:
         result.close()
 
@@ -270,7 +275,9 @@ def _freshness(engine: sa.Engine, ctx: Context, unit: Unit, meter: LoadMeter) ->
                 col = entity.col(model.FRESHNESS_FIELD[name])
                 query = sa.select(sa.func.max(col)).select_from(entity.from_).where(
                     col <= at(ctx.now(entity)))
-                newest = entity.instant(conn.execute(query).scalar())
+                result = conn.execute(query)
+                with fetching():
+                    newest = entity.instant(result.scalar())
                 counted.append(1)
                 if newest is not None:
                     cells.append(Cell((("entity", name),), {"timestamp": newest.timestamp()}))
