@@ -53,6 +53,13 @@ def _answered(conn: sa.Connection, *_: object) -> None:
         _add(time.perf_counter() - sent)
 
 
+@sa.event.listens_for(sa.Engine, "handle_error")
+def _failed(context: sa.engine.ExceptionContext) -> None:
+    """A statement that failed (a timeout, a lost connection) kept the source busy too."""
+    if context.connection is not None:
+        _answered(context.connection)
+
+
 @contextmanager
 def fetching() -> Iterator[None]:
     """Reading a result's rows: the source's time too (SQLite steps through a query as its

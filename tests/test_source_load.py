@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
@@ -80,3 +81,16 @@ def test_statements_outside_the_timed_block_are_not_counted(tmp_path: Path) -> N
             counted.append(1)
         conn.execute(COUNTING).all()
     assert meter.totals()[("main", "unit")].seconds < alone / 10
+
+
+def test_a_statement_that_fails_is_counted_until_it_failed(tmp_path: Path) -> None:
+    # A query cut by statement_timeout kept the source busy until then.
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    alone = _alone(engine)
+    failing = sa.text("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                      "WHERE i < 3000000) SELECT abs(max(i) * 0 - 9223372036854775807 - 1) FROM n")
+    meter = LoadMeter()
+    with (meter.timed("main", "unit"), engine.connect() as conn,
+          pytest.raises(sa.exc.OperationalError, match="integer overflow")):
+        conn.execute(failing).all()
+    assert meter.totals()[("main", "unit")].seconds >= 0.5 * alone
