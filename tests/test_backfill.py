@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from collectors import evaluate
-from collectors.backfill import SLOTTED, Backfill, BackfillError, Grid
+from collectors.backfill import SLOTTED, Backfill, BackfillError, Grid, _chunks
 from kpis import config as config_module
 from kpis.db.engines import create_all as create_engines
 from kpis.snapshot import EXCLUDED
@@ -43,6 +43,17 @@ def loaded(module_db_url: str) -> str:
 def snapshot(results: list[Any]) -> dict[tuple[Any, ...], Any]:
     return {(r.kpi.key, r.source, c.labels): (dict(c.counts), c.histogram, c.spread)
             for r in results if r.ok for c in r.cells}
+
+
+def test_a_wide_unit_is_read_in_chunks_that_cover_the_range_once() -> None:
+    hour = timedelta(hours=1)
+    bounds = [START + i * hour for i in range(10)]
+    assert list(_chunks(bounds, 4)) == [(bounds[0], bounds[4]), (bounds[4], bounds[8]),
+                                        (bounds[8], bounds[9])]
+    assert list(_chunks(bounds, len(bounds))) == [(bounds[0], bounds[9])]
+    # A DST fall-back repeats a local hour: an empty chunk is left out, none overlaps.
+    folded = [START, START + hour, START + hour, START + 2 * hour]
+    assert list(_chunks(folded, 1)) == [(START, START + hour), (START + hour, START + 2 * hour)]
 
 
 @pytest.mark.parametrize("calendar", [False, True], ids=["wall-clock", "business-calendar"])
