@@ -33,7 +33,8 @@ def watch():
     while time.time() < until:
         try:
             body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
-        except OSError:
+        except Exception as exc:  # an HTTP error too: retried, and told if it ends the wait
+            print(f"watcher: {exc!r}", file=sys.stderr, flush=True)
             body = b""
         if b"carekpi_check_passed{" in body:
             loaded = sorted(m for m in ("great_expectations", "pandas", "numpy")
@@ -62,7 +63,8 @@ def test_serve_runs_scheduled_checks_without_loading_great_expectations(tmp_path
     port, out = free_port(), tmp_path / "seen.json"
     proc = subprocess.run([sys.executable, "-c", SERVE, str(port), str(out), path],
                           capture_output=True, text=True, timeout=360)
-    assert out.exists(), proc.stderr[-2000:]
+    assert out.exists(), (f"serve exited with {proc.returncode} before exporting the checks:"
+                          f"\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}")
     seen = json.loads(out.read_text())
     assert seen["loaded"] == []
     body = seen["body"]
