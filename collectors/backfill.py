@@ -182,16 +182,16 @@ class Backfill:
         anchor = entity.col(unit.kpis[0].anchor)
         slot = floor_div(seconds_between(at(bounds[0]), anchor), fine)
         dialect = self.engines[unit.source].dialect.name
-        _, layout = compose(plans, dialect, slot)
-        per = max(1, int(CHUNK_SECONDS // self.grid.step)) if len(layout) >= WIDE else len(bounds)
+        query, layout = compose(plans, dialect, slot)
+        queries = [query] if len(layout) < WIDE else [
+            compose([replace(p, where=sa.and_(p.where, anchor >= at(lo), anchor < at(hi)))
+                     for p in plans], dialect, slot)[0]
+            for lo, hi in _chunks(bounds, max(1, int(CHUNK_SECONDS // self.grid.step)))]
         rows: list[Any] = []
         try:
             with self.engines[unit.source].connect() as conn:
                 evaluate._set_zone(conn, entity)
-                for lo, hi in _chunks(bounds, per):
-                    part = sa.and_(anchor >= at(lo), anchor < at(hi))
-                    query, _ = compose([replace(p, where=sa.and_(p.where, part))
-                                        for p in plans], dialect, slot)
+                for query in queries:
                     rows += conn.execute(query).all()
                 conn.rollback()
         except Exception as exc:
