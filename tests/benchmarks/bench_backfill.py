@@ -26,10 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import sqlalchemy as sa
 import yaml
 
 from collectors.backfill import Backfill, Grid
+from collectors.load import LoadMeter
 from kpis.db import engines as engines_module
 from tests.benchmarks import bench_seed, bench_serve
 from tests.benchmarks.run import SERVER, bench_config, parse, time_refresh
@@ -97,24 +97,21 @@ def _reads_only(args: argparse.Namespace, data: dict[str, Any], as_of: datetime,
                 refresh_db: float) -> int:
     config = parse(data)
     engines = {name: engines_module.create(name, s) for name, s in config.sources.items()}
-    spent: dict[str, float] = {}
-    reading = [""]
-    for engine in engines.values():
-        _time_queries(engine, spent, reading)
     end = as_of.replace(minute=0, second=0, microsecond=0)
     grid = Grid(end - timedelta(days=args.days), end, 3600)
-    before, started = _active_ms(dsn), time.perf_counter()
+    meter = LoadMeter()  # each read's query time, as carekpi_source_query_seconds_total counts
     read, replay = Backfill._read, Backfill._replay
 
     def slotted(self: Backfill, unit: Any) -> Any:
-        reading[0] = f"{unit.entity}: {', '.join(k.key for k in unit.kpis)} (slotted)"
-        return read(self, unit)
+        with meter.timed(unit.entity, ", ".join(k.key for k in unit.kpis) + " (slotted)"):
+            return read(self, unit)
 
     def replayed(self: Backfill, unit: Any, kpi: Any, instants: Any) -> Any:
-        reading[0] = f"{unit.entity or 'freshness'}: {kpi.key} (replayed)"
-        return replay(self, unit, kpi, instants)
+        with meter.timed(unit.entity or "freshness", f"{kpi.key} (replayed)"):
+            return replay(self, unit, kpi, instants)
 
     Backfill._read, Backfill._replay = slotted, replayed  # type: ignore[method-assign]
+    before, started = _active_ms(dsn), time.perf_counter()
     Backfill(config, engines, grid)
     wall = time.perf_counter() - started
     for engine in engines.values():
@@ -124,22 +121,9 @@ def _reads_only(args: argparse.Namespace, data: dict[str, Any], as_of: datetime,
     print(f"{args.appointments:,} appointments, {args.days} days at 1 h, reads alone: "
           f"{reads_db:.1f} s database time ({reads_db / refresh_db:.2f} x one full refresh's "
           f"{refresh_db:.2f} s), {wall:.0f} s wall\nquery time by read (client-measured):")
-    for what, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
-        print(f"  {seconds:6.2f} s  {what}")
+    for (entity, what), load in sorted(meter.totals().items(), key=lambda kv: -kv[1].seconds):
+        print(f"  {load.seconds:6.2f} s  {entity}: {what}")
     return 0
-
-
-def _time_queries(engine: sa.Engine, spent: dict[str, float], reading: list[str]) -> None:
-    """Adds each statement's time to ``spent`` under what is being read (``reading[0]``)."""
-    started: list[float] = []
-
-    @sa.event.listens_for(engine, "before_cursor_execute")
-    def before(*_: Any) -> None:
-        started.append(time.perf_counter())
-
-    @sa.event.listens_for(engine, "after_cursor_execute")
-    def after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        spent[reading[0]] = spent.get(reading[0], 0.0) + time.perf_counter() - started.pop()
 
 
 if __name__ == "__main__":
