@@ -46,9 +46,11 @@ def _args(element: FunctionElement[Any], compiler: Any, **kw: Any) -> tuple[str,
 def _pg_seconds(element: SecondsBetween, compiler: Any, **kw: Any) -> str:
     a, b = _args(element, compiler, **kw)
     # 'infinity' and '-infinity' are valid timestamps whose difference is an error: NULL, so
-    # one such row is one record left out (counted), not a failed query.
+    # one such row is one record left out (counted), not a failed query. date_part, not
+    # EXTRACT: since PostgreSQL 14 EXTRACT computes in numeric (appointment unit at 10M:
+    # 1.45 s -> 1.21 s for its six time differences). Exact for whole microseconds as doubles.
     return (f"CASE WHEN isfinite({a}) AND isfinite({b}) THEN "
-            f"CAST(EXTRACT(EPOCH FROM ({b}) - ({a})) AS DOUBLE PRECISION) END")
+            f"date_part('epoch', ({b}) - ({a})) END")
 
 
 @compiles(SecondsBetween, "mysql")
