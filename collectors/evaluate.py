@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -69,6 +70,17 @@ class Unit:
         """A rough size of the unit's query: its counted columns (histograms weigh their
         buckets)."""
         return sum(len(kpi.buckets) + 2 for kpi in self.kpis)
+
+
+def start_order(units: list[Unit], pool_sizes: dict[str, int]) -> list[int]:
+    """Cheapest first, so the first scrapes already carry most KPIs; but where a source has
+    two or more workers, its heaviest unit goes first, to run beside all the others rather
+    than after them (every KPI is there sooner)."""
+    by_cost = sorted(range(len(units)), key=lambda i: units[i].cost)
+    heaviest = {units[i].source: i for i in by_cost  # the last, costliest, per source wins
+                if pool_sizes.get(units[i].source, 1) > 1}
+    first = sorted(heaviest.values(), key=lambda i: -units[i].cost)
+    return first + [i for i in by_cost if i not in first]
 
 
 def unavailable_reason(kpi: Kpi, config: Config) -> str | None:
@@ -315,9 +327,20 @@ def evaluate(config: Config, engines: dict[str, sa.Engine], as_of: datetime | No
     as_of = as_of or datetime.now(UTC)
     caps = caps or LabelCaps(config.labels)
     wanted = set(only) if only else None
-    results = []
-    for unit in units(config, cadences=False):
-        if wanted and not wanted & {k.key for k in unit.kpis}:
-            continue
-        results.extend(run_unit(engines[unit.source], config, unit, as_of, caps))
+    chosen = [u for u in units(config, cadences=False)
+              if not wanted or wanted & {k.key for k in u.kpis}]
+    # Each source's units on its pool_size connections, in the exporter's start order (the
+    # heaviest beside the others): the same concurrency ``serve`` refreshes with.
+    sizes = {name: source.pool_size for name, source in config.sources.items()}
+    pools = {name: ThreadPoolExecutor(max_workers=sizes[name],
+                                      thread_name_prefix=f"carekpi-collect-{name}")
+             for name in {u.source for u in chosen}}
+    try:
+        started = {i: pools[chosen[i].source].submit(
+            run_unit, engines[chosen[i].source], config, chosen[i], as_of, caps)
+            for i in start_order(chosen, sizes)}
+        results = [r for i in range(len(chosen)) for r in started[i].result()]
+    finally:
+        for pool in pools.values():
+            pool.shutdown(cancel_futures=True)
     return [*results, *unavailable(config, as_of)]

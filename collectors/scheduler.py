@@ -69,7 +69,7 @@ class Scheduler:
         now = time.monotonic()
         with self._lock:
             pool_sizes = {n: s.pool_size for n, s in self.store.config.sources.items()}
-            for i in _start_order(self.units, pool_sizes):
+            for i in evaluate.start_order(self.units, pool_sizes):
                 self._push(now, "unit", i)
             for i, source in enumerate(sorted(self._pools)):
                 self._health_entry[i] = self._push(now, "health", i)
@@ -205,14 +205,3 @@ class Scheduler:
         for i, unit in enumerate(self.units):
             if unit.source == source:
                 self._push(now, "unit", i)
-
-
-def _start_order(units: list[Unit], pool_sizes: dict[str, int]) -> list[int]:
-    """Cheapest first, so the first scrapes already carry most KPIs; but where a source has
-    two or more workers, its heaviest unit goes first, to run beside all the others rather
-    than after them (every KPI is there sooner)."""
-    by_cost = sorted(range(len(units)), key=lambda i: units[i].cost)
-    heaviest = {units[i].source: i for i in by_cost  # the last, costliest, per source wins
-                if pool_sizes.get(units[i].source, 1) > 1}
-    first = sorted(heaviest.values(), key=lambda i: -units[i].cost)
-    return first + [i for i in by_cost if i not in first]

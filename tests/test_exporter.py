@@ -317,13 +317,42 @@ def test_a_kpi_whose_results_did_not_change_keeps_its_families(sqlite_known: str
 def test_start_order_is_cheapest_first_with_the_heaviest_beside_them(sqlite_known: str,
                                                                       pool_size: int) -> None:
     from collectors import evaluate
-    from collectors.scheduler import _start_order
+    from collectors.evaluate import start_order
 
     config = config_module.parse(known_data.config(sqlite_known), "known.yaml")
     units = evaluate.units(config)
-    costs = [units[i].cost for i in _start_order(units, {"main": pool_size})]
+    costs = [units[i].cost for i in start_order(units, {"main": pool_size})]
     assert len(costs) == len(units) > 3
     if pool_size == 1:  # one worker: the heaviest first would only delay the others
         assert costs == sorted(costs)
     else:
         assert costs[0] == max(costs) and costs[1:] == sorted(costs[1:])
+
+
+def test_a_full_refresh_runs_on_the_pool_and_gives_the_same_results_in_order(
+        sqlite_known: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """collect --once runs each source's units on its pool_size connections (as serve does),
+    heaviest first; its results are those of one connection, in the units' order."""
+    import threading
+
+    from collectors import evaluate
+    from kpis.db.engines import create_all as create_engines
+
+    data = known_data.config(sqlite_known)
+    answers = {}
+    threads: dict[int, set[str]] = {}
+    real = evaluate.run_unit
+    for pool_size in (1, 2):
+        data["sources"]["main"]["pool_size"] = pool_size
+        config = config_module.parse(data, "known.yaml")
+        seen = threads.setdefault(pool_size, set())
+
+        def counted(*args, seen=seen, **kwargs):
+            seen.add(threading.current_thread().name)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(evaluate, "run_unit", counted)
+        results = evaluate.evaluate(config, create_engines(config), known_data.AS_OF)
+        answers[pool_size] = [(r.kpi.key, r.cells, r.error) for r in results]
+    assert answers[2] == answers[1] and len(answers[1]) > 10
+    assert len(threads[1]) == 1 and len(threads[2]) == 2
