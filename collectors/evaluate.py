@@ -213,6 +213,7 @@ def _execute(engine: sa.Engine, entity: MappedEntity, plans: list[Plan], caps: L
         watched = {i: label for i, label in enumerate(labels) if label in capped and i not in fold}
         with engine.connect() as conn:
             _set_zone(conn, entity)
+            _hash_groups(conn)
             try:
                 rows = _rows(conn, query, caps, watched)
             except TooWide as wide:
@@ -267,6 +268,18 @@ def _set_zone(conn: sa.Connection, entity: MappedEntity) -> None:
     if conn.dialect.name == "postgresql" and entity.config.timezone != "UTC":
         conn.execute(sa.text("SELECT set_config('TimeZone', :zone, true)"),
                      {"zone": entity.config.timezone})
+
+
+def _hash_groups(conn: sa.Connection) -> None:
+    """A refresh's groups are few (clinics x window slots x bands), but PostgreSQL's planner
+    cannot count a CASE's values and guesses up to one group per row; within the default
+    4MB work_mem it then sorts the window's rows, spilling to disk. 32MB for the refresh's
+    transaction lets it hash them (at 10M: appointment unit 1.21 s -> 1.09 s, no-show by
+    reminder 0.35 s -> 0.25 s); a hash that outgrows it spills as before, so memory stays
+    bounded. Not for the backfill: its slotted groups are many, and sorted they are faster
+    (appointment unit by day at 1M: 2.9 s sorted, 3.9 s hashed)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT set_config('work_mem', '32MB', true)"))
 
 
 def fresh_entities(config: Config, source: str) -> list[str]:

@@ -59,15 +59,9 @@ def create(name: str, source: Source) -> sa.Engine:
         # with a million values never lands in memory at once); by default the planner would
         # then plan for the first tenth of the rows (nested loops over hash aggregates) and
         # the whole query takes several times longer.
-        # work_mem=32MB: an aggregate's groups are few (clinics x window slots x bands) but the
-        # planner cannot count a CASE's values and guesses up to one group per row; at the
-        # default 4MB it then sorts the window's rows, spilling to disk. With a hash, at 10M:
-        # appointment unit 1.21 s -> 1.09 s, no-show by reminder 0.35 s -> 0.25 s. A hash or
-        # sort that outgrows work_mem (x hash_mem_multiplier) spills as before: a query's
-        # memory stays bounded, 8 x the default.
         options = (f"-c default_transaction_read_only=on -c statement_timeout={int(timeout * 1000)}"
                    f" -c TimeZone=UTC -c jit=off -c application_name=carekpi-{name}"
-                   " -c standard_conforming_strings=on -c cursor_tuple_fraction=1 -c work_mem=32MB")
+                   " -c standard_conforming_strings=on -c cursor_tuple_fraction=1")
         # A silent network (nothing acknowledges) is noticed by keepalives and TCP_USER_TIMEOUT.
         kwargs["connect_args"] = {"options": options, "connect_timeout": int(max(1, connect)),
                                   "keepalives": 1, "keepalives_idle": 10,
