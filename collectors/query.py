@@ -108,9 +108,16 @@ def _fence(first: Plan, values: dict[str, ColumnElement[Any]], dialect: str
     m = _level(r, {**{name: r.c[name] for name in below}, **{
         name: _resolve(expr, r) for name, expr in swapped.items() if name[0] == "v"}}, "m")
     # Fenced again: inlined, each condition would read the values' expressions once more.
-    n = _level(m, {**{name: m.c[name] for name in values if name[0] != "f"}, **{
-        name: _resolve(expr, m) for name, expr in swapped.items() if name[0] == "f"}}, "n")
-    return n, {name: n.c[name] for name in values}
+    conditions = {name: _resolve(expr, m) for name, expr in swapped.items() if name[0] == "f"}
+    # Each value where its measure counts it, else NULL (``w``): a histogram's counts per
+    # bound then test one column, not its condition three times (appointment unit at 10M:
+    # 1.1 s -> 0.9 s); conditions no aggregate reads are left out by the planner.
+    counted = {f"w{name[1:]}": sa.case((sa.and_(conditions[f"f{name[1:]}"],
+                                                m.c[name] >= number(0)), m.c[name]))
+               for name in values if name[0] == "v"}
+    n = _level(m, {**{name: m.c[name] for name in values if name[0] != "f"}, **conditions,
+                   **counted}, "n")
+    return n, {name: n.c[name] for name in [*values, *counted]}
 
 
 def _rows_query(first: Plan, values: dict[str, ColumnElement[Any]]) -> Subquery:
@@ -195,8 +202,13 @@ def compose(plans: list[Plan], dialect: str = "postgresql",
                 layout.append(_Column(p, m, "n"))
                 aggregates.append(count_if(when))
                 continue
-            value = ref[f"v{p}_{m}"]
-            counted = sa.and_(when, value >= number(0))
+            fenced_value = ref.get(f"w{p}_{m}")  # NULL where not counted (see _fence)
+            counted: ColumnElement[bool]
+            if fenced_value is not None:
+                value, counted = fenced_value, fenced_value.is_not(None)
+            else:
+                value = ref[f"v{p}_{m}"]
+                counted = sa.and_(when, value >= number(0))
             if (p, m) in layout.grouped:
                 buckets.append(sa.case((counted, bucket_index(value, measure.buckets)),
                                        else_=sa.null()))
@@ -207,7 +219,9 @@ def compose(plans: list[Plan], dialect: str = "postgresql",
                 aggregates += [count_if(counted), sum_if(counted, value)]
                 for b, bound in enumerate(measure.buckets):
                     layout.append(_Column(p, m, f"le{b}"))
-                    aggregates.append(count_if(sa.and_(counted, value <= number(bound))))
+                    at_most = value <= number(bound)  # never true for NULL
+                    aggregates.append(count_if(at_most if fenced_value is not None else
+                                               sa.and_(counted, at_most)))
             else:  # a value measured only for its spread
                 layout.append(_Column(p, m, "n"))
                 aggregates.append(count_if(counted))
