@@ -48,7 +48,8 @@ def _pg_seconds(element: SecondsBetween, compiler: Any, **kw: Any) -> str:
     # 'infinity' and '-infinity' are valid timestamps whose difference is an error: NULL, so
     # one such row is one record left out (counted), not a failed query. date_part, not
     # EXTRACT: since PostgreSQL 14 EXTRACT computes in numeric (appointment unit at 10M:
-    # 1.45 s -> 1.21 s for its six time differences). Exact for whole microseconds as doubles.
+    # 1.45 s -> 1.21 s for its six time differences). The same double for whole seconds; with
+    # microseconds, at most one unit in the last place apart (a double's own precision).
     return (f"CASE WHEN isfinite({a}) AND isfinite({b}) THEN "
             f"date_part('epoch', ({b}) - ({a})) END")
 
