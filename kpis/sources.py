@@ -37,6 +37,13 @@ class Source(Strict):
     )
     _win = field_validator("window_intervals", mode="before")(parse_window_intervals)
 
+    @property
+    def backend(self) -> str:
+        """The database kind: postgresql, mysql (also for MariaDB), sqlite, ..."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).get_backend_name()
+
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
