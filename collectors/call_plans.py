@@ -142,21 +142,25 @@ def first_contact_resolution(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     if ctx.config.sources[e.config.source].backend == "postgresql":
         repeated = _followed(ctx, e, repeat, now)
     else:
-        later = seconds_between(e.col("queue_entered"), repeat.col("queue_entered"))
-        repeated = sa.exists().where(
-            repeat.col("caller_ref") == e.col("caller_ref"),
-            repeat.col("reason") == e.col("reason"),
-            repeat.col("queue_entered") > e.col("queue_entered"),
-            repeat.col("queue_entered") < now,
-            later <= number(FCR_PERIOD),
-            sa.not_(repeat.excluded()),
-        ).select_from(repeat.from_)
+        repeated = sa.exists().where(*_repeats(e, repeat, now)).select_from(repeat.from_)
     resolvable = sa.and_(answered(e), e.col("caller_ref").is_not(None),
                          e.col("reason").is_not(None))
     resolved = sa.and_(e.is_true("resolved"), sa.not_(repeated))
     measures = [Measure("denominator", resolvable),
                 Measure("numerator", sa.and_(resolvable, resolved))]
     return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
+
+
+def _repeats(call: MappedEntity, repeat: MappedEntity, now: Any) -> list[ColumnElement[bool]]:
+    """``repeat`` repeats ``call``: same caller and reason, later, before ``now``, within the
+    observation period, and not excluded."""
+    later = seconds_between(call.col("queue_entered"), repeat.col("queue_entered"))
+    return [repeat.col("caller_ref") == call.col("caller_ref"),
+            repeat.col("reason") == call.col("reason"),
+            repeat.col("queue_entered") > call.col("queue_entered"),
+            repeat.col("queue_entered") < now,
+            later <= number(FCR_PERIOD),
+            sa.not_(repeat.excluded())]
 
 
 def _followed(ctx: Context, e: MappedEntity, repeat: MappedEntity, now: Any
@@ -169,18 +173,12 @@ def _followed(ctx: Context, e: MappedEntity, repeat: MappedEntity, now: Any
     first = MappedEntity(e.name, e.config, alias="first_call")
     # From a day before the earliest call a window counts: a superset of the calls looked up.
     since = at(ctx.since(e, max(s for _, s in ctx.windows) + FCR_PERIOD + 86400))
-    pair = sa.and_(repeat.col("caller_ref") == first.col("caller_ref"),
-                   repeat.col("reason") == first.col("reason"))
-    later = seconds_between(first.col("queue_entered"), repeat.col("queue_entered"))
+    conditions = _repeats(first, repeat, now)  # the first two: the join keys
     followed = sa.select(first.col("caller_ref"), first.col("reason"),
                          first.col("queue_entered")).select_from(
-        first.from_.join(repeat.from_, pair)).where(
-        first.col("queue_entered") >= since, first.col("queue_entered") < now,
-        repeat.col("queue_entered") > first.col("queue_entered"),
-        repeat.col("queue_entered") >= since, repeat.col("queue_entered") < now,
-        later <= number(FCR_PERIOD),
-        sa.not_(repeat.excluded()),
-    )
+        first.from_.join(repeat.from_, sa.and_(*conditions[:2]))).where(
+        *conditions[2:], first.col("queue_entered") >= since,
+        first.col("queue_entered") < now, repeat.col("queue_entered") >= since)
     return sa.tuple_(e.col("caller_ref"), e.col("reason"), e.col("queue_entered")).in_(followed)
 
 
