@@ -4,13 +4,20 @@
 cached per snapshot version, and a KPI's families per its results, so concurrent scrapes
 between two refreshes cost one dictionary lookup each. ``CachedExposition`` keeps the
 encoded bodies, so a scrape costs no encoding either.
+
+The KPIs' families (and the excluded-records and suspect families made from them) are
+``LazyFamily`` objects: their samples are made from the store's results each time they are
+read, when a body is encoded, and dropped after. The numbers are kept once, in the store's
+cells, and once as text, in the body; a second copy as prometheus_client samples (a tuple and
+a label dict per sample: 14 MB of 20,000 series) would only wait for the next encoding.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +38,7 @@ from kpis import __version__, catalog, effective, names
 from kpis.catalog import Kpi
 from kpis.durations import format_seconds
 from kpis.sharding import Shard
-from kpis.snapshot import EXCLUDED, KpiResult, with_empty_windows
+from kpis.snapshot import EXCLUDED, Cell, KpiResult, with_empty_windows
 
 log = logging.getLogger("carekpi.exposition")
 
@@ -43,7 +50,7 @@ class CareKpiCollector(Collector):
         self._lock = threading.Lock()
         self._cached: tuple[int, list[Metric]] | None = None
         # A KPI whose results did not change keeps its family objects (which CachedExposition
-        # does not re-render) and its excluded-records samples.
+        # does not re-render).
         self._per_kpi: dict[str, _KpiFamilies] = {}
 
     def describe(self) -> Iterable[Metric]:
@@ -63,19 +70,11 @@ class CareKpiCollector(Collector):
         by_kpi: dict[str, list[KpiResult]] = {}
         for result in results:
             by_kpi.setdefault(result.kpi.key, []).append(result)
-        excluded = GaugeMetricFamily(
-            names.EXCLUDED_RECORDS, "Records left out of the KPI for a data defect, by reason "
-            "(unmapped_status, negative_duration, implausible_duration, response_before_receipt,"
-            " score_out_of_range, ...), per clinic, the KPI's other dimensions and window.")
-        suspect = GaugeMetricFamily(
-            names.KPI_SUSPECT, "1 where the data makes the KPI's value doubtful, by reason: "
-            "most_excluded (exclusions removed most of its records), identical_durations "
-            "(every duration is the same value, e.g. all waits 0 s).")
+        per_kpi = {}
         variant = GaugeMetricFamily(names.KPI_VARIANT, "1: the variant of the KPI the mapping "
                                     "allowed (all_abandons: no abandon time, so short abandons "
                                     "could not be left out).", labels=[names.KPI, names.SOURCE,
                                                                        "variant"])
-        per_kpi = {}
         for kpi in catalog.load():
             fresh = [r for r in by_kpi.get(kpi.key, []) if self.store.servable(r)]
             if fresh:
@@ -83,20 +82,27 @@ class CareKpiCollector(Collector):
                 kept = self._per_kpi.get(kpi.key)
                 if kept is None or kept.ids != ids:
                     filled = with_empty_windows(fresh)
-                    kept = _KpiFamilies(ids, fresh, list(kpi_families(kpi, filled)),
-                                        exclusion_samples(kpi, filled),
-                                        suspect_samples(kpi, fresh))
+                    kept = _KpiFamilies(ids, kpi, fresh, filled, list(kpi_families(kpi, filled)))
                 per_kpi[kpi.key] = kept
                 yield from kept.families
-                excluded.samples.extend(kept.excluded)
-                suspect.samples.extend(kept.suspect)
                 # One series per source, whatever its window groups (each has a result).
                 for source, name in sorted({(r.source, r.variant) for r in fresh
                                             if r.variant is not None}):
                     variant.add_metric([kpi.key, source, name], 1.0)
         self._per_kpi = per_kpi
-        yield excluded
-        yield suspect
+        kept_now = list(per_kpi.values())
+        yield LazyFamily(GaugeMetricFamily(
+            names.EXCLUDED_RECORDS, "Records left out of the KPI for a data defect, by reason "
+            "(unmapped_status, negative_duration, implausible_duration, response_before_receipt,"
+            " score_out_of_range, ...), per clinic, the KPI's other dimensions and window."),
+            lambda family: family.samples.extend(
+                s for k in kept_now for s in exclusion_samples(k.kpi, k.filled)))
+        yield LazyFamily(GaugeMetricFamily(
+            names.KPI_SUSPECT, "1 where the data makes the KPI's value doubtful, by reason: "
+            "most_excluded (exclusions removed most of its records), identical_durations "
+            "(every duration is the same value, e.g. all waits 0 s)."),
+            lambda family: family.samples.extend(
+                s for k in kept_now for s in suspect_samples(k.kpi, k.fresh)))
         yield variant
         yield from self._targets(results)
         yield from self._health(results)
@@ -185,48 +191,82 @@ class CareKpiCollector(Collector):
         yield info
 
 
+class LazyFamily(Metric):
+    """A metric family that makes its samples each time they are read, by ``fill`` on a copy
+    of ``header`` (the empty family: name, help, type, label names), and keeps none of them.
+    ``fill`` must read data that does not change (the store's results of one refresh), so
+    every read gives the same samples."""
+
+    def __init__(self, header: Metric, fill: Callable[[Metric], None]) -> None:
+        self.name, self.documentation = header.name, header.documentation
+        self.unit, self.type = header.unit, header.type
+        self._header, self._fill = header, fill
+
+    @property
+    def samples(self) -> list[Sample]:
+        family = copy.copy(self._header)
+        family.samples = []
+        self._fill(family)
+        return family.samples
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        raise AttributeError("a LazyFamily makes its samples; it is not given them")
+
+
 def kpi_families(kpi: Kpi, results: list[KpiResult]) -> Iterator[Metric]:
     """The KPI's own series: counts, histograms, backlog or freshness timestamps."""
-    cells = [(r.source, c) for r in results for c in r.cells]
+    cells = [c for r in results for c in r.cells]
     if not cells:
         return
-    label_names = [names.SOURCE, *(k for k, _ in cells[0][1].labels)]
+    label_names = [names.SOURCE, *(k for k, _ in cells[0].labels)]
     help_text = f"{kpi.id} {kpi.name}: {kpi.definition}"
+
+    def cells_of() -> Iterator[tuple[list[str], Cell]]:
+        for result in results:
+            for cell in result.cells:
+                yield [result.source, *(v for _, v in cell.labels)], cell
+
     if kpi.kind == "duration":
-        family = HistogramMetricFamily(names.histogram(kpi), help_text, labels=label_names)
-        for source, cell in cells:
-            h = cell.histogram
-            assert h is not None
-            buckets: list[tuple[str, Any]] = [(_le(b), c) for b, c in
-                                              zip(h.bounds, h.cumulative, strict=True)]
-            buckets.append(("+Inf", h.count))
-            family.add_metric([source, *(v for _, v in cell.labels)], buckets, h.sum)
-        yield family
+        def histograms(family: Metric) -> None:
+            assert isinstance(family, HistogramMetricFamily)
+            for labels, cell in cells_of():
+                h = cell.histogram
+                assert h is not None
+                buckets: list[tuple[str, Any]] = [(_le(b), c) for b, c in
+                                                  zip(h.bounds, h.cumulative, strict=True)]
+                buckets.append(("+Inf", h.count))
+                family.add_metric(labels, buckets, h.sum)
+
+        yield LazyFamily(HistogramMetricFamily(names.histogram(kpi), help_text,
+                                               labels=label_names), histograms)
         return
-    if kpi.kind == "freshness":
-        family_f = GaugeMetricFamily(names.NEWEST_RECORD, "D5 Freshness: Unix time of the "
-                                     "newest record per entity (age = time() - value).",
-                                     labels=label_names)
-        for source, cell in cells:
-            family_f.add_metric([source, *(v for _, v in cell.labels)], cell.counts["timestamp"])
-        yield family_f
-        return
-    parts = [p for p in cells[0][1].counts if not p.startswith(EXCLUDED)]
+    parts = (["timestamp"] if kpi.kind == "freshness" else
+             [p for p in cells[0].counts if not p.startswith(EXCLUDED)])
     for part in parts:
-        name = names.backlog(kpi) if kpi.kind == "backlog" else names.count_metric(kpi, part)
-        family_g = GaugeMetricFamily(name, f"{help_text} ({part})", labels=label_names)
-        for source, cell in cells:
-            family_g.add_metric([source, *(v for _, v in cell.labels)], cell.counts[part])
-        yield family_g
+        if kpi.kind == "freshness":
+            header = GaugeMetricFamily(names.NEWEST_RECORD, "D5 Freshness: Unix time of the "
+                                       "newest record per entity (age = time() - value).",
+                                       labels=label_names)
+        else:
+            name = names.backlog(kpi) if kpi.kind == "backlog" else names.count_metric(kpi, part)
+            header = GaugeMetricFamily(name, f"{help_text} ({part})", labels=label_names)
+
+        def gauges(family: Metric, part: str = part) -> None:
+            assert isinstance(family, GaugeMetricFamily)
+            for labels, cell in cells_of():
+                family.add_metric(labels, cell.counts[part])
+
+        yield LazyFamily(header, gauges)
 
 
 @dataclass(frozen=True)
 class _KpiFamilies:
-    ids: tuple[int, ...]  # of the results, which ``results`` keeps alive
-    results: list[KpiResult]
-    families: list[Metric]
-    excluded: list[Sample]
-    suspect: list[Sample]
+    ids: tuple[int, ...]  # of the results, which ``fresh`` keeps alive
+    kpi: Kpi
+    fresh: list[KpiResult]
+    filled: list[KpiResult]  # ``fresh`` with the zero cells of windows without data
+    families: list[Metric]  # lazy, reading ``filled``
 
 
 def _le(bound: float) -> str:

@@ -87,7 +87,8 @@ class HistoryWriter:
         written = 0
         stamp = _timestamp(timestamp)
         for family in families:
-            if not family.samples:
+            samples = family.samples  # made on each read (LazyFamily): read once
+            if not samples:
                 continue
             self.meta.setdefault(family.name, [family.type, family.documentation])
             out = self._files.get(family.name)
@@ -95,7 +96,7 @@ class HistoryWriter:
                 out = self._files[family.name] = open(self._path(family.name), "a",  # noqa: SIM115
                                                       encoding="utf-8")
             lines = []
-            for sample in family.samples:
+            for sample in samples:
                 labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
                 lines.append(f"{sample.name}{{{labels}}} {_value(sample.value)} "
                              f"{stamp}\n" if labels else
