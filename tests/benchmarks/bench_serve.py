@@ -306,6 +306,7 @@ def memory(data: dict[str, Any], cycles: int, say: Say,
 
     stamps: set[str] = set()
     first = 0.0
+    series = 0
     with tempfile.TemporaryDirectory() as folder:
         proc, url, started = _serve(data, folder)
         try:
@@ -326,14 +327,16 @@ def memory(data: dict[str, Any], cycles: int, say: Say,
                               and 'kpi="no_show"' in line)
                 if len(stamps) == 1 and not first:
                     first = rss(proc.pid)
+                series = sum(1 for line in body.splitlines() if line and line[0] != "#")
                 time.sleep(1)
             last = rss(proc.pid)
         finally:
             proc.terminate()
             proc.wait(10)
     say(f"memory{' (and plain text)' if plain_text else ''}: {first:.1f} MB after 1 refresh, "
-        f"{last:.1f} MB after {cycles} ({time.perf_counter() - started:.0f}s)")
+        f"{last:.1f} MB after {cycles} ({series:,} series, "
+        f"{time.perf_counter() - started:.0f}s)")
     if plain_text:
         return {"rss_mb_with_text_scraper": round(last, 1), "memory_cycles_with_text": cycles}
     return {"rss_mb": round(last, 1), "rss_mb_first_refresh": round(first, 1),
-            "memory_cycles": cycles}
+            "memory_cycles": cycles, "memory_series": series}
