@@ -94,18 +94,15 @@ class CareKpiCollector(Collector):
                     variant.add_metric([kpi.key, source, name], 1.0)
         self._per_kpi = per_kpi
         kept_now = list(per_kpi.values())
-        yield LazyFamily(GaugeMetricFamily(
-            names.EXCLUDED_RECORDS, "Records left out of the KPI for a data defect, by reason "
-            "(unmapped_status, negative_duration, implausible_duration, response_before_receipt,"
-            " score_out_of_range, ...), per clinic, the KPI's other dimensions and window."),
-            lambda family: family.samples.extend(
-                s for k in kept_now for s in exclusion_samples(k.kpi, k.filled)))
-        yield LazyFamily(GaugeMetricFamily(
-            names.KPI_SUSPECT, "1 where the data makes the KPI's value doubtful, by reason: "
-            "most_excluded (exclusions removed most of its records), identical_durations "
-            "(every duration is the same value, e.g. all waits 0 s)."),
-            lambda family: family.samples.extend(
-                s for k in kept_now for s in suspect_samples(k.kpi, k.fresh)))
+        yield _across_kpis(kept_now, names.EXCLUDED_RECORDS, "Records left out of the KPI for "
+                           "a data defect, by reason (unmapped_status, negative_duration, "
+                           "implausible_duration, response_before_receipt, score_out_of_range, "
+                           "...), per clinic, the KPI's other dimensions and window.",
+                           lambda k: exclusion_samples(k.kpi, k.filled))
+        yield _across_kpis(kept_now, names.KPI_SUSPECT, "1 where the data makes the KPI's value "
+                           "doubtful, by reason: most_excluded (exclusions removed most of its "
+                           "records), identical_durations (every duration is the same value, "
+                           "e.g. all waits 0 s).", lambda k: suspect_samples(k.kpi, k.fresh))
         yield variant
         yield from self._targets(results)
         yield from self._health(results)
@@ -215,6 +212,14 @@ class LazyFamily(Metric):
     @samples.setter
     def samples(self, value: list[Sample]) -> None:
         raise AttributeError("a LazyFamily makes its samples; it is not given them")
+
+
+def _across_kpis(kept: list[_KpiFamilies], name: str, documentation: str,
+                 samples_of: Callable[[_KpiFamilies], list[Sample]]) -> LazyFamily:
+    """One gauge family of every KPI's samples (excluded records, suspect cells), made when
+    read."""
+    return LazyFamily(GaugeMetricFamily(name, documentation), lambda family: family.samples.extend(
+        sample for k in kept for sample in samples_of(k)))
 
 
 def kpi_families(kpi: Kpi, results: list[KpiResult]) -> Iterator[Metric]:

@@ -181,12 +181,10 @@ def _check_codes(entity: str, name: str, mapping: dict[str, list[Any]],
 
 
 def _check_sql(name: str, entity: Entity, source: Source, allowed: list[str]) -> None:
-    from sqlalchemy.engine import make_url
-
     expressions = {field: mapping.sql for field, mapping in entity.fields.items()
                    if isinstance(mapping, SqlExpression)}
     try:
-        backend = make_url(source.url).get_backend_name()
+        backend = source.backend
         sql_guard.check_entity(entity.query, expressions, backend, allowed)
     except sql_guard.RefusedSql as exc:
         raise Located(("entities", name, *exc.where), str(exc)) from None
