@@ -71,8 +71,12 @@ def _sqlite_seconds(element: SecondsBetween, compiler: Any, **kw: Any) -> str:
 @compiles(DaysBetween, "postgresql")
 def _pg_days(element: DaysBetween, compiler: Any, **kw: Any) -> str:
     a, b = _args(element, compiler, **kw)
+    # A double, not the integer date subtraction gives: an integer meets the float literals of
+    # :func:`number` (days * 86400.0, a bucket's bound) as numeric, and PostgreSQL then
+    # multiplies, compares and sums in numeric for every row (appointment unit at 1M, the
+    # backfill's 120 days: 4.1 s -> 3.5 s). Whole days are exact in a double.
     return (f"CASE WHEN isfinite({a}) AND isfinite({b}) THEN "
-            f"(CAST({b} AS DATE) - CAST({a} AS DATE)) END")
+            f"CAST(CAST({b} AS DATE) - CAST({a} AS DATE) AS DOUBLE PRECISION) END")
 
 
 @compiles(DaysBetween, "mysql")

@@ -5,19 +5,28 @@ from __future__ import annotations
 
 import bisect
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+import yaml
+from sqlalchemy.dialects import postgresql, sqlite
 
+from collectors import evaluate
+from collectors.plan import Context
+from collectors.query import compose
 from collectors.sqlfuncs import (
     bucket_index,
     count_if,
     days_between,
     floor_div,
+    number,
     seconds_between,
     sum_if,
 )
+from kpis import config as config_module
+from kpis.db.entity import MappedEntity
+from kpis.demo import config_yaml
 
 BASE = datetime(2026, 3, 7, 22, 15, 30)
 PAIRS = [(BASE, BASE + timedelta(seconds=s))
@@ -80,3 +89,32 @@ def test_conditional_count_and_sum(engine) -> None:
     assert int(count) == sum(1 for v in VALUES if v > 300.0)
     assert float(total) == pytest.approx(sum(v for v in VALUES if v > 300.0))
     assert int(none) == 0
+
+
+def test_days_between_scaled_by_a_float_constant_stays_a_double(engine) -> None:
+    """Lead time is days * 86400.0: on PostgreSQL an integer day count would turn that, and
+    every bucket bound compared with it, into numeric arithmetic for each row."""
+    scaled = days_between(pairs.c.a, pairs.c.b) * number(86400)
+    with engine.connect() as conn:
+        got = {i: float(s) for i, s in conn.execute(
+            sa.select(pairs.c.id, scaled).order_by(pairs.c.id))}
+        if engine.dialect.name == "postgresql":
+            typed = conn.execute(sa.select(sa.func.pg_typeof(scaled)).limit(1)).scalar()
+            assert typed == "double precision"
+    assert got == {i: (b.date() - a.date()).days * 86400.0
+                   for i, (a, b) in enumerate(PAIRS, 1)}
+
+
+def test_a_unit_computes_each_time_difference_once_per_row() -> None:
+    """The call KPIs each build answered - entered on their own; where the values are
+    computed in a fenced sub-query (PostgreSQL, SQLite), the unit's query computes it once."""
+    as_of = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)
+    config = config_module.parse(yaml.safe_load(config_yaml("sqlite://", now=as_of)), "demo")
+    unit = next(u for u in evaluate.units(config, cadences=False) if u.entity == "calls")
+    entity = MappedEntity("calls", config.entities["calls"])
+    plans = evaluate.unit_plans(Context(config, as_of), unit, entity)
+    answered = {"postgresql": "(e.answered_at) - (e.queue_entered_at)",
+                "sqlite": "julianday(e.answered_at) - julianday(e.queue_entered_at)"}
+    for name, dialect in (("postgresql", postgresql.dialect()), ("sqlite", sqlite.dialect())):
+        sql = str(compose(plans, name)[0].compile(dialect=dialect))
+        assert sql.count(answered[name]) == 1, name
