@@ -105,16 +105,32 @@ def test_days_between_scaled_by_a_float_constant_stays_a_double(engine) -> None:
                    for i, (a, b) in enumerate(PAIRS, 1)}
 
 
-def test_a_unit_computes_each_time_difference_once_per_row() -> None:
-    """The call KPIs each build answered - entered on their own; where the values are
-    computed in a fenced sub-query (PostgreSQL, SQLite), the unit's query computes it once."""
+def _unit_sql(entity: str, dialect: str) -> str:
+    """The demo's first query unit of ``entity``, composed and compiled for ``dialect``."""
     as_of = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)
     config = config_module.parse(yaml.safe_load(config_yaml("sqlite://", now=as_of)), "demo")
-    unit = next(u for u in evaluate.units(config, cadences=False) if u.entity == "calls")
-    entity = MappedEntity("calls", config.entities["calls"])
-    plans = evaluate.unit_plans(Context(config, as_of), unit, entity)
+    unit = next(u for u in evaluate.units(config, cadences=False) if u.entity == entity)
+    plans = evaluate.unit_plans(Context(config, as_of), unit,
+                                MappedEntity(entity, config.entities[entity]))
+    compiler = {"postgresql": postgresql.dialect(), "sqlite": sqlite.dialect()}[dialect]
+    return str(compose(plans, dialect)[0].compile(dialect=compiler))
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_a_unit_computes_each_time_difference_once_per_row(dialect: str) -> None:
+    """The call KPIs each build answered - entered on their own; where the values are
+    computed in a fenced sub-query (PostgreSQL, SQLite), the unit's query computes it once."""
     answered = {"postgresql": "(e.answered_at) - (e.queue_entered_at)",
-                "sqlite": "julianday(e.answered_at) - julianday(e.queue_entered_at)"}
-    for name, dialect in (("postgresql", postgresql.dialect()), ("sqlite", sqlite.dialect())):
-        sql = str(compose(plans, name)[0].compile(dialect=dialect))
-        assert sql.count(answered[name]) == 1, name
+                "sqlite": "julianday(e.answered_at) - julianday(e.queue_entered_at)"}[dialect]
+    assert _unit_sql("calls", dialect).count(answered) == 1
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_a_unit_tests_each_status_set_once_per_row(dialect: str) -> None:
+    """No-show, late cancellation, lead time ... each test the status against code sets, a
+    string comparison per code; the unit's query tests each distinct set once per row."""
+    sql = _unit_sql("appointments", dialect)
+    attended = "e.appt_status IN ('ARR', 'CHK', 'CMP', 'NOS')"
+    unknown = "e.appt_status NOT IN ('SCH', 'ARR', 'CHK', 'CMP', 'CAN', 'RSC', 'NOS', 'ERR'"
+    assert sql.count(attended) == 1
+    assert sql.count(unknown) == 1
