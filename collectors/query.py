@@ -73,8 +73,9 @@ def _row_values(plans: list[Plan], slot: ColumnElement[Any] | None
 def _fence(first: Plan, values: dict[str, ColumnElement[Any]], dialect: str
            ) -> tuple[Subquery, dict[str, ColumnElement[Any]]]:
     """The per-row expressions over fenced sub-queries, each costly part computed once per
-    row. On PostgreSQL and SQLite: the time differences in ``r`` (with the raw columns the
-    rest reads), the values over them in ``m``, the conditions over the values in ``n``. A
+    row. On PostgreSQL and SQLite: the time differences and code tests in ``r`` (with the raw
+    columns the rest reads), each once however many measures build it (:func:`_same`), the
+    values over them in ``m``, the conditions over the values in ``n``. A
     duration is read by its four measures and, through the CASE that tolerates clock skew,
     three times in each: inlined, its time difference would be computed a dozen times per
     row. MariaDB would materialise each level, so there, and for plans reading a sub-query
@@ -140,13 +141,19 @@ def _shape(element: Any) -> tuple[type, Any]:
 def _same(element: Any) -> Any:
     """A key equal for the same SQL however often it was built: the KPIs of a unit build
     their time differences and values each on its own (call answer wait, abandonment and
-    service level each read answered - entered), and computed once per row instead of three
-    times the calls unit at 1M took 1.0 s -> 0.8 s in the backfill. (SQLAlchemy's cache key,
-    with the bound values it leaves out.)"""
+    service level each read answered - entered): computed once per row instead of three
+    times, the calls unit at 1M took 1.0 s -> 0.8 s in the backfill's reads. (SQLAlchemy's
+    cache key, with the bound values it leaves out; the object itself where either cannot
+    serve as a key.)"""
     key = element._generate_cache_key()
     if key is None:
         return id(element)
-    return key.key, tuple(bind.effective_value for bind in key.bindparams)
+    same = key.key, tuple(bind.effective_value for bind in key.bindparams)
+    try:
+        hash(same)
+    except TypeError:  # a bound list (an IN of plain values)
+        return id(element)
+    return same
 
 
 def _rows_query(first: Plan, values: dict[str, ColumnElement[Any]]) -> Subquery:
