@@ -87,12 +87,26 @@ def seed(url: str, *, now: datetime, incidents: Sequence[str] = (), seed: int = 
                     {"meta_key": "seed", "meta_value": str(seed)},
                     {"meta_key": "days", "meta_value": str(days)},
                 ])
+            _analyze(engine)
         finally:
             engine.dispose()
     except (sa.exc.SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
         raise _error(url, exc) from None
     return SeedSummary(mask_url(url), data.now, data.incidents, seed, data.counts(),
                        generated - started, time.perf_counter() - generated, days)
+
+
+def _analyze(engine: sa.Engine) -> None:
+    """Planner statistics for the new tables on PostgreSQL, as after any bulk load: until
+    autovacuum (when it is on at all) reads them, the planner guesses a few dozen rows per
+    range and joins the month of calls to itself in a nested loop (first-contact resolution
+    on the demo: 16.5 s instead of 39 ms). MariaDB's InnoDB and SQLite need nothing here."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.begin() as conn:
+        quote = conn.dialect.identifier_preparer.format_table
+        for table in schema.ENTITY_TABLES.values():
+            conn.exec_driver_sql(f"ANALYZE {quote(table)}")
 
 
 def _create_if_missing(engine: sa.Engine) -> None:
