@@ -22,7 +22,8 @@ class SecondsBetween(FunctionElement[float]):
 
 
 class DaysBetween(FunctionElement[int]):
-    """``date(later) - date(earlier)`` in whole calendar days."""
+    """``date(later) - date(earlier)`` in whole calendar days (a whole-valued double on
+    PostgreSQL, see ``_pg_days``; an integer elsewhere)."""
 
     type = sa.Integer()
     inherit_cache = True
