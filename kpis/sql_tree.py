@@ -31,6 +31,12 @@ _REFUSED: tuple[tuple[type[exp.Expr], str], ...] = (
     (exp.SessionParameter, "session variables are not allowed"),
     (exp.Placeholder, "placeholders are not allowed"),
 )
+# PostgreSQL's object identifier types: casting a value to one looks the value up in the
+# catalog by name, and the error for a name not found quotes the value (relation "<a row's
+# value>" does not exist), in the SQLSTATE of a schema error that errors.describe shows.
+_LOOKUP_TYPES = frozenset({
+    "regclass", "regcollation", "regconfig", "regdictionary", "regnamespace", "regoper",
+    "regoperator", "regproc", "regprocedure", "regrole", "regtype"})
 # MySQL/MariaDB run the text of /*! ... */ and /*M! ... */ comments, which a parser skips.
 _EXECUTABLE_COMMENT = re.compile(r"/\*\s*M?!")
 
@@ -94,6 +100,10 @@ def _check_tree(tree: exp.Expr, text: str, dialect: str, allowed: Collection[str
         if isinstance(node, exp.Query) and not isinstance(
                 node, exp.Select | exp.SetOperation | exp.Subquery):
             raise RefusedSql(f"only SELECTs are allowed inside a query, not {_kind(node)}")
+        if isinstance(node, exp.DataType) and _type_name(node, dialect) in _LOOKUP_TYPES:
+            raise RefusedSql(f"a cast to {_type_name(node, dialect)} looks a value up in the "
+                             "catalog, and its error would quote the value: cast to text or a "
+                             "number instead")
         if isinstance(node, exp.Func) and not _allowed(node, dialect, vetted):
             raise RefusedSql(f"function {function_name(node, text)}() is not on CareKPI's list of "
                              "read-only functions (a vetted function can be allowed with "
@@ -129,6 +139,11 @@ def _qualifier(node: exp.Func) -> str:
     if isinstance(parent, exp.Dot) and node.arg_key == "expression":
         return str(parent.this.sql())
     return ""
+
+
+def _type_name(node: exp.DataType, dialect: str) -> str:
+    """A type's own name, lower case: without schema, quotes or array brackets."""
+    return node.sql(dialect).lower().rsplit(".", 1)[-1].strip('"').removesuffix("[]")
 
 
 def _kind(node: exp.Expr) -> str:

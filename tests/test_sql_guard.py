@@ -75,6 +75,11 @@ NOT_A_READ = {  # dialect -> (SQL, words the refusal must contain)
         ("LOCK TABLE t", "must be a SELECT"),
         ("VALUES (1)", "must be a SELECT"),
         ("SELECT $$ ' $$, pg_sleep(1), ' $$", "not valid PostgreSQL SQL"),
+        # A cast that looks a row's value up in the catalog: its error quotes the value.
+        ("SELECT CAST(concat('\"', name, '\"') AS regclass)::text FROM t", "cast to regclass"),
+        ("SELECT name::pg_catalog.regproc FROM t", "cast to regproc"),
+        ("SELECT name::\"regnamespace\" FROM t", "cast to regnamespace"),
+        ("SELECT id FROM t WHERE name::regrole IS NOT NULL", "cast to regrole"),
     ],
     "mysql": [
         ("SELECT a FROM t LOCK IN SHARE MODE", "locking clause"),
