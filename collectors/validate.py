@@ -16,6 +16,7 @@ from kpis import model
 from kpis.config import Config
 from kpis.db.entity import MappedEntity
 from kpis.db.errors import describe, ping, probe_mapping, scrub
+from kpis.label_values import personal_or_free_text
 
 _CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,16}$")
 
@@ -86,9 +87,10 @@ def _unmapped_codes(conn: sa.Connection, e: MappedEntity, name: str, where: str
     unknown = sorted(present - known)
     if not unknown:
         return []
-    # Only values shaped like codes are shown; anything else (free text typed into a code
-    # field, a name) is counted, never printed.
-    code_like = [c for c in unknown if _CODE.match(c)]
+    # Only values shaped like codes, and that a label could carry, are shown; anything else
+    # (free text typed into a code field, a name, a record or phone number: the column may be
+    # mapped by mistake) is counted, never printed.
+    code_like = [c for c in unknown if _CODE.match(c) and not personal_or_free_text(c)]
     shown = ", ".join(repr(c) for c in code_like[:20]) + (" ..." if len(code_like) > 20 else "")
     hidden = len(unknown) - len(code_like)
     other = f"{'; ' if code_like else ''}{hidden} value(s) that are not code-like, not shown" \

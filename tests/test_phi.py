@@ -172,3 +172,26 @@ def test_live_validation_quotes_no_database_values(tmp_path: Path) -> None:
     output = run("config", "validate", "--config", str(config))
     assert "local code(s) in the data are not mapped" in output  # the check ran
     assert leaks(output, TOKEN) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("column", ["mrn", "patient_phone"])
+def test_validation_quotes_no_record_or_phone_number_from_a_code_field_mapped_by_mistake(
+        column: str, tmp_path: Path) -> None:
+    """A code field mapped to the wrong column lists the unmapped values a label could carry;
+    record and phone numbers are counted, not shown."""
+    url = f"sqlite:///{tmp_path}/demo.db"
+    config = tmp_path / "carekpi.yaml"
+    run("demo", "--seed-only", "--db", url, "--config-out", str(config))
+    config.write_text(config.read_text().replace("booking_channel: book_channel",
+                                                 f"booking_channel: {column}", 1))
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:  # phone numbers written as codes are: no space, no parenthesis
+        conn.execute(sa.text("UPDATE appointment SET patient_phone = "
+                             "'555-' || substr('0000000' || appt_id, -7, 7)"))
+        values = {v for (v,) in conn.execute(sa.text(f"SELECT DISTINCT {column} FROM appointment"))
+                  if v}
+    engine.dispose()
+    output = run("config", "validate", "--config", str(config))
+    assert "not code-like, not shown" in output  # the check ran and counted them
+    assert len(values) > 100 and [v for v in values if v in output] == []
