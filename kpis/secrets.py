@@ -11,12 +11,16 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 _REF = re.compile(r"\$\{(env|file):([^}]+)\}")
-# Query parameters (and libpq keywords) that carry a credential: password, passwd, pwd,
-# sslpassword, sslkey, secrets, tokens.
-_SECRET_PARAM = re.compile(
-    r"(?i)(^|[?&;\s])([\w.-]*(?:pass|pwd|secret|token|ssl_?key|credential)[\w.-]*\s*=)([^&;\s]*)")
+# Names of query parameters (and libpq keywords) that carry a credential: password, passwd,
+# pwd, sslpassword, sslkey, passfile, secrets, tokens.
+_SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|ssl_?key|credential")
+# libpq's "key=value key='quoted value'" form, which is not a URL.
+_SECRET_KEYWORD = re.compile(
+    r"(?i)(^|\s)([\w.-]*(?:pass|pwd|secret|token|ssl_?key|credential)[\w.-]*\s*=\s*)"
+    r"('(?:[^'\\]|\\.)*'?|\S*)")
 
 
 class SecretError(ValueError):
@@ -96,16 +100,27 @@ def with_references(data: dict[str, Any], references: dict[str, str]) -> dict[st
 
 def mask_url(url: str) -> str:
     """A database URL with every credential replaced by ***, safe for logs and errors: the
-    userinfo password (up to the last ``@``, so an unencoded ``@`` in it is masked too) and
-    query parameters such as password, passwd, pwd, sslpassword, sslkey."""
+    userinfo password (up to the last ``@``, so an unencoded ``@`` in it is masked too), query
+    parameters such as password, passwd, pwd, sslpassword, sslkey (read as SQLAlchemy reads
+    them), and libpq's ``password=...`` keywords (quoted values too)."""
+    url = _SECRET_KEYWORD.sub(r"\1\2***", url)
     scheme = url.find("://")
-    if scheme >= 0 and not url[scheme + 3:].startswith("/"):
+    if scheme < 0:
+        return url
+    if not url[scheme + 3:].startswith("/"):
         rest = url[scheme + 3:]
         at = rest.rfind("@")
         colon = rest.find(":", 0, at) if at >= 0 else -1
         if colon >= 0:
             url = f"{url[:scheme + 3]}{rest[:colon]}:***{rest[at:]}"
-    return _SECRET_PARAM.sub(r"\1\2***", url)
+    head, mark, query = url.partition("?")
+    if not mark:
+        return url
+    # As SQLAlchemy reads the query: split on & only, each name percent-decoded (%70assword
+    # is password), each value whole up to the next & (a ; or a space belongs to it).
+    return f"{head}?" + "&".join(
+        f"{name}=***" if eq and _SECRET_NAME.search(unquote_plus(name)) else f"{name}{eq}{value}"
+        for name, eq, value in (part.partition("=") for part in query.split("&")))
 
 
 def has_credential(url: str) -> bool:

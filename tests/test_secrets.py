@@ -5,11 +5,13 @@ every output (config show, config validate, collect, checks run, demo, debug log
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from kpis import config as config_module
@@ -28,6 +30,10 @@ URL_FORMS = {  # every way a driver takes a password, each holding the canary
     "sslpassword=": f"postgresql+psycopg://carekpi@127.0.0.1:1/x?sslpassword={CANARY}&a=b",
     "ssl_key=": f"mysql+pymysql://carekpi@127.0.0.1:1/x?ssl_key=/keys/{CANARY}.pem",
     "libpq keywords": f"host=127.0.0.1 user=carekpi password={CANARY} dbname=x",
+    "libpq quoted value": f"host=127.0.0.1 user=carekpi password = 'a b {CANARY}' dbname=x",
+    "percent-encoded name": f"mysql+pymysql://carekpi@127.0.0.1:1/x?%70assword={CANARY}",
+    "; in the value": f"postgresql+psycopg://carekpi@127.0.0.1:1/x?password=abc;{CANARY}",
+    "space in the value": f"postgresql+psycopg://carekpi@127.0.0.1:1/x?password=a {CANARY}",
 }
 
 
@@ -40,6 +46,19 @@ def test_every_credential_form_is_masked(url: str) -> None:
     masked = mask_url(url)
     assert CANARY not in masked and "***" in masked
     assert "carekpi" in masked  # the user and host stay readable
+
+
+@pytest.mark.parametrize("url", [u for u in URL_FORMS.values() if "://" in u],
+                         ids=[k for k, u in URL_FORMS.items() if "://" in u])
+def test_the_password_the_driver_would_be_given_is_masked(url: str) -> None:
+    """Masked as SQLAlchemy reads the URL, not as it looks: the driver's own arguments."""
+    parsed = sa.engine.make_url(url)
+    _, kwargs = parsed.get_dialect()().create_connect_args(parsed)
+    flat = [(k, v) for k, v in kwargs.items() if not isinstance(v, dict)]
+    flat += [(f"{k}_{k2}", v2) for k, v in kwargs.items() if isinstance(v, dict)
+             for k2, v2 in v.items()]  # PyMySQL's ssl={"key": ...}
+    secrets = [str(v) for k, v in flat if v and re.search("(?i)pass|pwd|key", k)]
+    assert secrets and all(secret not in mask_url(url) for secret in secrets)
 
 
 def write(tmp_path: Path, data: dict, name: str = "carekpi.yaml") -> Path:
