@@ -32,14 +32,21 @@ PLAUSIBLE = {"lead_time": 730 * DAY, "wait_to_be_seen": 12 * HOUR,
 LEAD_TIME_BUCKETS = ((0, "0d"), (2, "1-2d"), (7, "3-7d"), (30, "8-30d"))
 
 
-def unmapped_status(e: MappedEntity) -> Measure:
-    """Statuses no canonical code maps to (NULL included): left out of status-based KPIs."""
-    mapped = e.is_code("status", *e.fields["status"].codes)
-    return excluded("unmapped_status", sa.or_(e.col("status").is_(None), sa.not_(mapped)))
+def unmapped(e: MappedEntity, name: str) -> ColumnElement[bool]:
+    """A coded field's value that no canonical code maps to (NULL included): what the record
+    means is unknown, so the KPIs that read the field leave it out (``config validate`` lists
+    such values)."""
+    mapped = e.is_code(name, *e.fields[name].codes)
+    return sa.or_(e.col(name).is_(None), sa.not_(mapped))
+
+
+def unmapped_code(e: MappedEntity, name: str) -> Measure:
+    """The records left out for an unmapped code, counted as ``unmapped_<field>``."""
+    return excluded(f"unmapped_{name}", unmapped(e, name))
 
 
 def _with_status_check(kpi: Kpi, e: MappedEntity, measures: list[Measure]) -> list[Measure]:
-    return [*measures, unmapped_status(e)] if "status" in kpi.fields else measures
+    return [*measures, unmapped_code(e, "status")] if "status" in kpi.fields else measures
 
 
 def duration_measures(kpi: Kpi, when: ColumnElement[bool], seconds: ColumnElement[Any],

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement
 
-from collectors.access_plans import PLAUSIBLE, duration, proportion
+from collectors.access_plans import PLAUSIBLE, duration, proportion, unmapped, unmapped_code
 from collectors.plan import (
     Context,
     Measure,
@@ -47,8 +47,18 @@ def _either(*parts: ColumnElement[bool]) -> ColumnElement[bool]:
 
 
 def offered(e: MappedEntity) -> ColumnElement[bool]:
-    """Calls that entered the agent queue (IVR-only outcomes did not)."""
-    return sa.not_(e.is_code("outcome", "ivr")) if e.mapped("outcome") else sa.true()
+    """Calls that entered the agent queue (IVR-only outcomes did not). With an outcome mapped,
+    a call whose outcome no code maps to (or none) is not known to be offered: left out, and
+    counted by :func:`_with_outcome_check`."""
+    if not e.mapped("outcome"):
+        return sa.true()
+    return sa.and_(sa.not_(e.is_code("outcome", "ivr")), sa.not_(unmapped(e, "outcome")))
+
+
+def _with_outcome_check(e: MappedEntity, plan: Plan) -> Plan:
+    if not e.mapped("outcome"):
+        return plan
+    return replace(plan, measures=[*plan.measures, unmapped_code(e, "outcome")])
 
 
 def answered(e: MappedEntity) -> ColumnElement[bool]:
@@ -99,7 +109,7 @@ def _answer_exclusions(e: MappedEntity) -> tuple[ColumnElement[bool], list[Measu
 
 def call_answer_wait(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     # duration_measures leaves out negative and unusable waits, with C3's reasons.
-    return duration(ctx, kpi, e, answered(e), answer_wait(e))
+    return _with_outcome_check(e, duration(ctx, kpi, e, answered(e), answer_wait(e)))
 
 
 def call_abandonment(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
@@ -107,14 +117,15 @@ def call_abandonment(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     wait = abandon_wait(e)
     if wait is None:
         plan = proportion(ctx, kpi, e, gave_up, offered(e))
-        return replace(plan, variant=ALL_ABANDONS)
+        return _with_outcome_check(e, replace(plan, variant=ALL_ABANDONS))
     short = sa.and_(gave_up, wait >= number(0), wait <= number(SHORT_ABANDON))
     negative = sa.and_(gave_up, wait < number(0))
     counted = sa.and_(offered(e), sa.not_(_either(short)), sa.not_(_either(negative)))
     plan = proportion(ctx, kpi, e, gave_up, counted)
     extra = [excluded("short_abandon", short), excluded("negative_duration", negative),
              Measure("abandon_wait", gave_up, wait)]
-    return replace(plan, measures=[*plan.measures, *extra], variant=SHORT_ABANDONS_EXCLUDED)
+    return _with_outcome_check(e, replace(plan, measures=[*plan.measures, *extra],
+                                          variant=SHORT_ABANDONS_EXCLUDED))
 
 
 def service_level(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
@@ -129,7 +140,8 @@ def service_level(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
         late_abandon, variant = sa.and_(abandoned(e), wait > number(y)), None
     plan = proportion(ctx, kpi, e, sa.and_(usable, answer_wait(e) <= number(y)),
                       sa.or_(usable, _either(late_abandon)))
-    return replace(plan, measures=[*plan.measures, *reasons], variant=variant)
+    return _with_outcome_check(e, replace(plan, measures=[*plan.measures, *reasons],
+                                          variant=variant))
 
 
 def first_contact_resolution(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:

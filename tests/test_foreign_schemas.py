@@ -106,6 +106,27 @@ def test_flag_only_abandonment_counts_every_abandon(contact_center: dict[str, Kp
 
 
 @pytest.mark.parametrize("window", ["7d", "30d"])
+def test_a_call_whose_outcome_no_code_maps_is_left_out_and_counted(url: str, window: str
+                                                                  ) -> None:
+    """config validate warns that such records are left out: the abandonment rate must not
+    count them as offered and not abandoned (every fifth call's outcome is an unknown X)."""
+    data = fs.contact_center_config(url)
+    data["entities"]["calls"]["fields"]["outcome"] = {
+        "sql": "CASE WHEN id % 5 = 0 THEN 'X' ELSE atendida END"}
+    results = run(data)[0]
+    rows = cc_rows(window)
+    known = {k: [r for r in group if r["id"] % 5 != 0] for k, group in rows.items()}
+    assert ratios(results["call_abandonment"], CC, window) == {
+        k: (sum(r["atendida"] == "N" for r in group), len(group)) for k, group in known.items()}
+    for key in ("call_abandonment", "service_level", "call_answer_wait"):
+        left_out = {k: int(c.counts.get("excluded:unmapped_outcome", 0))
+                    for k, c in cells(results[key], CC, window).items()}
+        assert left_out == {k: sum(r["id"] % 5 == 0 for r in group)
+                            for k, group in rows.items()}, key
+    assert all(len(known[k]) < len(group) for k, group in rows.items())
+
+
+@pytest.mark.parametrize("window", ["7d", "30d"])
 def test_a_recorded_wait_gives_speed_of_answer_and_service_level(
         contact_center: dict[str, KpiResult], window: str) -> None:
     asa, level = {}, {}
