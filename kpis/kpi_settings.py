@@ -3,6 +3,7 @@ targets, minimum volume, cadences, SLAs and the KPI's own parameters)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -54,6 +55,22 @@ class KpiSettings(Strict):
 
 
 _KPI_PARAMS = ("sla", "sla_overrides", "threshold", "item", "lookback")
+# What a target can be, by the KPI's unit: a ratio (0.1 for 10 %), seconds, a count, a score.
+_TARGET_RANGES = {"percentunit": (0.0, 1.0, "a ratio from 0 to 1 (0.1 for 10 %)"),
+                  "s": (0.0, math.inf, "seconds, 0 or more"),
+                  "short": (0.0, math.inf, "a count, 0 or more"),
+                  "none": (-100.0, 100.0, "a score from -100 to 100")}
+
+
+def _check_targets(key: str, kpi: catalog.Kpi, settings: KpiSettings) -> None:
+    """A target outside what the KPI can be (10 meant as 10 %) would never fire an alert."""
+    low, high, what = _TARGET_RANGES.get(kpi.unit, (-math.inf, math.inf, "a finite number"))
+    found = [(("kpis", key, "target"), settings.target)] + [
+        (("kpis", key, "clinic_targets", clinic), value)
+        for clinic, value in settings.clinic_targets.items()]
+    for where, value in found:
+        if value is not None and not (math.isfinite(value) and low <= value <= high):
+            raise Located(where, f"{kpi.id}'s target must be {what}, not {value:g}")
 
 
 class Kpis(Strict):
@@ -100,6 +117,7 @@ class Kpis(Strict):
                     raise Located(("kpis", key, param), f"not a setting of {kpi.id} {kpi.name}")
             if (settings.target is not None or settings.clinic_targets) and kpi.target is None:
                 raise Located(("kpis", key, "target"), f"{kpi.id} is trend-only, without target")
+            _check_targets(key, kpi, settings)
             data[key] = settings
         return data
 

@@ -350,6 +350,28 @@ def test_checks_durations_are_bounded_like_every_other(key, value, message, tmp_
     assert message in caught.value.message
 
 
+@pytest.mark.parametrize(("key", "value", "message"), [
+    (("kpis", "no_show", "target"), 10, "a ratio from 0 to 1 (0.1 for 10 %), not 10"),
+    (("kpis", "no_show", "target"), -0.1, "a ratio from 0 to 1"),
+    (("kpis", "no_show", "clinic_targets", "RVL"), 1.5, "a ratio from 0 to 1"),
+    (("kpis", "wait_to_be_seen", "target"), -60, "seconds, 0 or more"),
+    (("kpis", "nps", "target"), 150, "a score from -100 to 100"),
+    (("kpis", "no_show", "target"), float("nan"), "a ratio from 0 to 1"),
+])
+def test_a_target_the_kpi_can_never_reach_is_refused(key, value, message, tmp_path: Path
+                                                     ) -> None:
+    """10 meant as 10 % would export a target no rate can breach: no alert, ever."""
+    section: object = value
+    for part in reversed(key[2:]):
+        section = {part: section}
+    path = tmp_path / "carekpi.yaml"
+    path.write_text(dump(put(BASE, key[:2], section)))
+    with pytest.raises(ConfigError) as caught:
+        config_module.load(path)
+    assert caught.value.key == ".".join(key)
+    assert message in caught.value.message
+
+
 def test_a_typo_in_a_kpi_section_suggests_that_sections_keys(tmp_path: Path) -> None:
     path = tmp_path / "carekpi.yaml"
     path.write_text(dump(put(BASE, ("kpis", "no_show", "targte"), 0.1)))
