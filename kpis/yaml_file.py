@@ -52,4 +52,18 @@ class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc]
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping
 
+    def construct_checked_timestamp(self, node: Any) -> Any:
+        """A date such as 2026-09-31 is shaped like one but is none: a located error, not
+        the ValueError the base class lets out."""
+        try:
+            return self.construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a valid date or time ({exc})",
+                node.start_mark) from None
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp",
+                                 _UniqueKeyLoader.construct_checked_timestamp)
+
 

@@ -372,6 +372,17 @@ def test_a_target_the_kpi_can_never_reach_is_refused(key, value, message, tmp_pa
     assert message in caught.value.message
 
 
+def test_an_impossible_date_is_a_located_yaml_error(tmp_path: Path) -> None:
+    path = tmp_path / "carekpi.yaml"
+    path.write_text(dump(BASE) + "# a holiday that does not exist\n"
+                    "extra_holidays: &h [2026-09-31]\n")
+    with pytest.raises(ConfigError) as caught:
+        config_module.load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: line ") and len(message.splitlines()) == 1
+    assert "'2026-09-31' is not a valid date" in message
+
+
 def test_a_typo_in_a_kpi_section_suggests_that_sections_keys(tmp_path: Path) -> None:
     path = tmp_path / "carekpi.yaml"
     path.write_text(dump(put(BASE, ("kpis", "no_show", "targte"), 0.1)))
