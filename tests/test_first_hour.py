@@ -208,6 +208,24 @@ def test_validate_against_an_unreachable_database_is_one_line(tmp_path: Any) -> 
     assert "refused" in lines[0].lower()
 
 
+@pytest.mark.mysql
+@pytest.mark.parametrize(("where", "words"), [
+    ("root:wrong-password@127.0.0.1:3306/test", "(1045) Access denied for user"),
+    ("root@127.0.0.1:3306/carekpi_no_such_database", "(1049) Unknown database"),
+    ("root@127.0.0.1:1/test", "(2003) Can't connect to MySQL server on"),
+])
+def test_a_mariadb_connection_error_says_what_went_wrong(where: str, words: str,
+                                                         tmp_path: Any) -> None:
+    """PyMySQL quotes its whole message: blanking quoted text left only '(1045, '?')'."""
+    path = tmp_path / "carekpi.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "sources": {"main": {
+        "url": f"mysql+pymysql://{where}", "connect_timeout": "3s"}}, "entities": {
+        "appointments": {"source": "main", "table": "appt", "fields": {"id": "id"}}}}))
+    result = CliRunner().invoke(main, ["config", "validate", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr and "wrong-password" not in result.stderr, result.stderr
+
+
 def test_collect_evaluates_once_without_once() -> None:
     option = next(p for p in main.commands["collect"].params if p.name == "once")
     assert not option.required

@@ -18,7 +18,8 @@ from kpis import model
 from kpis.db.entity import MappedEntity
 from kpis.errors import SourceError, one_line
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+# Quoted text; an apostrophe inside a word (Can't) starts no quote.
+_QUOTED = re.compile(r"(?<![A-Za-z])'[^']*'|\"[^\"]*\"")
 _TIMEOUT_WORDS = ("statement timeout", "max_statement_time", "max_execution_time",
                   "interrupted", "querycanceled")
 _NUMERIC_OK = (sa.types.Integer, sa.types.Numeric, sa.types.Float, sa.types.Boolean)
@@ -43,6 +44,9 @@ def scrub(exc: BaseException | str | None) -> str:
     stay readable, while a value a driver might quote from a row never leaves."""
     if isinstance(exc, BaseException):
         exc = getattr(exc, "orig", None) or exc
+        args = getattr(exc, "args", ())
+        if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
+            exc = f"({args[0]}) {args[1]}"  # PyMySQL's (errno, message): the message in quotes
     text = str(exc or "").strip().splitlines()
     return _QUOTED.sub("'?'", text[0])[:160] if text else "no detail"
 
