@@ -44,7 +44,7 @@ def scrub(exc: BaseException | str | None) -> str:
     stay readable, while a value a driver might quote from a row never leaves."""
     if isinstance(exc, BaseException):
         exc = getattr(exc, "orig", None) or exc
-        args = getattr(exc, "args", ())
+        args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
         if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
             exc = f"({args[0]}) {args[1]}"  # PyMySQL's (errno, message): the message in quotes
     text = str(exc or "").strip().splitlines()
