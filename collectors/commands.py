@@ -22,6 +22,7 @@ from kpis import config as config_module
 from kpis.commandline import as_of, config_option, log, log_option, setup_logging
 from kpis.demo.world import HISTORY_DAYS
 from kpis.errors import CareKPIError
+from kpis.sources import usual_driver
 
 DEFAULT_PORT = 9880
 DEMO_REUSE_SECONDS = 3600
@@ -326,7 +327,7 @@ def _demo_config(url: str | None, incidents: tuple[str, ...], list_incidents: bo
         for name, description in demo_data.INCIDENTS.items():
             click.echo(f"{name:<18} {description}")
         return None
-    url = url or _default_demo_url()
+    url = usual_driver(url or _default_demo_url())  # postgres:// and mysql:// as in a config
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         _prepare_sqlite_folder(url)
     now = datetime.now(UTC)

@@ -15,7 +15,8 @@ _SCHEME_DRIVER = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+ps
                   "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
 
 
-def _usual_driver(url: str) -> str:
+def usual_driver(url: str) -> str:
+    """The URL with the driver CareKPI installs when it names a dialect alone (or postgres)."""
     scheme, sep, rest = url.partition("://")
     if sep and scheme.lower() in _SCHEME_DRIVER:
         return f"{_SCHEME_DRIVER[scheme.lower()]}://{rest}"
@@ -50,7 +51,7 @@ class Source(Strict):
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-        value = _usual_driver(value)
+        value = usual_driver(value)
         try:
             url = make_url(value)
         except (ArgumentError, ValueError):

@@ -231,3 +231,20 @@ def test_collect_evaluates_once_without_once() -> None:
     assert not option.required
     assert "--once" not in CliRunner().invoke(main, ["collect", "--help"]).output
 
+
+
+@pytest.mark.parametrize(("dialect", "scheme"), [
+    pytest.param("postgresql", "postgres", marks=pytest.mark.postgresql),
+    pytest.param("postgresql", "postgresql", marks=pytest.mark.postgresql),
+    pytest.param("mysql", "mysql", marks=pytest.mark.mysql),
+])
+def test_demo_db_takes_the_url_forms_a_config_takes(dialect: str, scheme: str, fresh_database,
+                                                    tmp_path: Any) -> None:
+    """The README: postgres://, postgresql:// and mysql:// URLs work (CareKPI's drivers)."""
+    url = fresh_database(dialect)
+    plain = f"{scheme}://{url.split('://', 1)[1]}"
+    out = tmp_path / "carekpi.yaml"
+    result = CliRunner().invoke(main, ["demo", "--seed-only", "--days", "7", "--no-checks",
+                                       "--db", plain, "--config-out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert parse(yaml.safe_load(out.read_text()), str(out)).sources
