@@ -31,6 +31,9 @@ def fail(message: str, exit_code: int = 2) -> NoReturn:
 
 def report(exc: BaseException) -> NoReturn:
     """The one error handler: any exception of a command as one line and an exit code."""
+    if isinstance(exc, BrokenPipeError):  # the reader stopped reading (| head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second one at exit
+        sys.exit(0)
     if isinstance(exc, CareKPIError):
         fail(str(exc), exc.exit_code)
     if isinstance(exc, click.UsageError):

@@ -85,6 +85,24 @@ def test_an_unexpected_error_is_withheld_not_a_traceback(monkeypatch):
     assert isinstance(CliRunner().invoke(group, ["boom"]).exception, ValueError)
 
 
+def test_output_cut_short_by_its_reader_is_not_an_error() -> None:
+    """carekpi kpis show A3 | head -1: head closes the pipe; the command ends quietly, 0."""
+    script = ("import click, sys\n"
+              "from kpis.commandline import Group\n"
+              "@click.group(cls=Group)\n"
+              "def group(): pass\n"
+              "@group.command()\n"
+              "def talk():\n"
+              "    for i in range(100000): click.echo(f'line {i}')\n"
+              "group()\n")
+    child = subprocess.Popen([sys.executable, "-c", script, "talk"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline() == "line 0\n"
+    child.stdout.close()  # as head does after its line
+    _, err = child.communicate(timeout=60)
+    assert (child.returncode, err) == (0, "")
+
+
 @pytest.mark.parametrize("checks, key, message", [
     ({"schedul": "1h"}, "checks.schedul", "unknown key"),
     ({"schedule": "hourly"}, "checks.schedule", "'hourly'"),
