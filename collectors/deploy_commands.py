@@ -16,14 +16,14 @@ config_option = click.option("--config", "config_path", cls=ConfigOption, requir
                              help="carekpi.yaml (its source URLs must be ${file:} or ${env:}).")
 
 
-def _read(path: Path) -> tuple[str, Any]:
+def _read(path: Path, secret_dir: str = deploy.SECRET_DIR) -> tuple[str, Any]:
     """The config's text (shipped as is) and its document. It is validated as ``serve`` would,
     except that the secrets it refers to live on the target, not here: each referenced source
     URL stands in as an in-memory SQLite URL for the validation."""
     from kpis import config, secrets, yaml_file
 
     raw = yaml_file.read(path)
-    deploy.check_urls(raw, str(path))
+    deploy.check_urls(raw, str(path), secret_dir)
     stand_in = {**raw, "sources": {
         name: {**source, "url": "sqlite://"} if secrets.has_reference(str(source.get("url")))
         else source
@@ -85,6 +85,6 @@ def systemd_command(config_path: Path, executable: str, installed_config: str, u
 
     Example: carekpi deploy systemd --config carekpi.yaml > /etc/systemd/system/carekpi.service
     """
-    _, raw = _read(config_path)
+    _, raw = _read(config_path, deploy.SYSTEMD_CREDENTIALS)
     click.echo(deploy.systemd_unit(raw, str(config_path), executable=executable,
                                    config=installed_config, user=user), nl=False)

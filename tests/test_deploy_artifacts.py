@@ -160,9 +160,13 @@ def test_a_literal_password_never_lands_in_a_configmap_or_a_unit(url):
         deploy.kubernetes(text, raw, "carekpi.yaml", image="carekpi:0.1.0")
     message = str(caught.value)
     assert "sources.contact.url" in message and "s3cret" not in message
-    with pytest.raises(CareKPIError):
+    assert "${file:/etc/carekpi/secrets/contact-url}" in message  # where the Secret is mounted
+    with pytest.raises(CareKPIError) as caught:
         deploy.systemd_unit(raw, "carekpi.yaml", executable="/usr/bin/carekpi",
                             config="/etc/carekpi/carekpi.yaml")
+    # The hint names the file the unit's LoadCredential= makes, not the Kubernetes mount.
+    assert "${file:/run/credentials/carekpi.service/contact-url}" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
 
 
 def test_shard_spec_parsing():
