@@ -55,6 +55,15 @@ class KpiSettings(Strict):
 
 
 _KPI_PARAMS = ("sla", "sla_overrides", "threshold", "item", "lookback")
+
+
+def _window(value: Any) -> Duration:
+    """One of ``kpis.windows``; its error shows which one (the list as a whole is not)."""
+    try:
+        return duration(value)
+    except ValueError as exc:
+        shown = str(value) if len(str(value)) <= 60 else str(value)[:57] + "..."
+        raise ValueError(f"{exc} (got {shown!r})") from None
 # What a target can be, by the KPI's unit: a ratio (0.1 for 10 %), seconds, a count, a score.
 _TARGET_RANGES = {"percentunit": (0.0, 1.0, "a ratio from 0 to 1 (0.1 for 10 %)"),
                   "s": (0.0, math.inf, "seconds, 0 or more"),
@@ -82,7 +91,7 @@ class Kpis(Strict):
     calendar: Calendar | None = None
 
     _win = field_validator("windows", mode="before")(
-        lambda v: [duration(x) for x in v] if isinstance(v, list) else v
+        lambda v: [_window(x) for x in v] if isinstance(v, list) else v
     )
 
     @field_validator("windows")

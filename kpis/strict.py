@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from kpis.durations import Duration
 from kpis.durations import parse as parse_duration
-from kpis.suggest import did_you_mean, keys_at
+from kpis.suggest import did_you_mean, keys_at, near_miss
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
 MAX_DURATION_SECONDS = 10 * 366 * 86400  # longer is a typo, and overflows datetime arithmetic
@@ -98,6 +98,11 @@ def describe(error: Any, root: type[BaseModel]) -> tuple[str, str]:
         message = f"unknown key{did_you_mean(loc[-1], allowed) or shown}" if loc else \
             "unknown key"
     value = error.get("input")
+    if error.get("type") == "missing" and loc and isinstance(value, dict):
+        # A required key absent while a near miss of it is there: ulr for url.
+        typo = near_miss(loc[-1], [str(k) for k in value if k not in keys_at(root, loc[:-1])])
+        if typo:
+            message = f"{message}; is it misspelled as {typo!r}?"
     sensitive = any(p in ("url", "password") for p in loc)
     if isinstance(value, str | int | float | bool) and not sensitive and error.get("type") not in (
         "extra_forbidden", "missing"

@@ -10,10 +10,19 @@ from typing import Annotated, Any, get_args, get_origin
 from pydantic import BaseModel
 
 
+def near_miss(word: str, choices: Iterable[str]) -> str | None:
+    """The choice ``word`` is a typo of: close in spelling (``entites``), or the same letters
+    in another order (``ulr``: too short for closeness alone); None when there is none."""
+    options = [str(c) for c in choices]
+    same_letters = [c for c in options if c != word and sorted(c.lower()) == sorted(word.lower())]
+    close = same_letters or difflib.get_close_matches(word, options, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """``"; did you mean 'entities'?"`` for a near miss (``entites``), else ``""``."""
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.75)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    close = near_miss(word, choices)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def keys_at(root: type[BaseModel], loc: tuple[str, ...]) -> tuple[str, ...]:

@@ -383,6 +383,20 @@ def test_an_impossible_date_is_a_located_yaml_error(tmp_path: Path) -> None:
     assert "'2026-09-31' is not a valid date" in message
 
 
+@pytest.mark.parametrize(("key", "value", "where", "message"), [
+    (("sources", "demo"), {"ulr": "sqlite:///x.db"}, "sources.demo.url",
+     "Field required; is it misspelled as 'ulr'?"),
+    (("kpis", "windows"), ["1h", "1d", "30x"], "kpis.windows", "(got '30x')"),
+])
+def test_the_error_points_at_what_the_user_wrote(key, value, where, message, tmp_path: Path
+                                                 ) -> None:
+    path = tmp_path / "carekpi.yaml"
+    path.write_text(dump(put(BASE, key, value)))
+    with pytest.raises(ConfigError) as caught:
+        config_module.load(path)
+    assert caught.value.key == where and message in caught.value.message
+
+
 def test_a_typo_in_a_kpi_section_suggests_that_sections_keys(tmp_path: Path) -> None:
     path = tmp_path / "carekpi.yaml"
     path.write_text(dump(put(BASE, ("kpis", "no_show", "targte"), 0.1)))
