@@ -110,16 +110,25 @@ def _run(config: Any, config_path: Path, options: dict[str, Any], output: Path, 
     from kpis.db.engines import create_all as create_engines
 
     state = history.state_folder(output)
-    writer = history.HistoryWriter(state, options)
-    if writer.complete:
-        click.echo(f"carekpi: {output} is already complete ({writer.samples:,} samples); "
-                   f"remove {state} to backfill it again", err=True)
-        return
+    resumed = _resumed(state, output, options, step)
+    writer = None
+    if resumed is not None:
+        grid, options = resumed
+        writer = history.HistoryWriter(state, options)
+        if writer.complete:
+            click.echo(f"carekpi: {output} is already complete ({writer.samples:,} samples); "
+                       f"remove {state} to backfill it again", err=True)
+            return
     engines = create_engines(config)
     try:
-        grid = _grid(config, engines, state, options, step)
-        check(config, grid)
-        backfill = Backfill(config, engines, grid, first=writer.done)
+        if writer is None:  # a new backfill: every check passes before any state is saved
+            grid = _grid(config, engines, options, step)
+            check(config, grid)
+        backfill = Backfill(config, engines, grid, first=writer.done if writer else 0)
+        if writer is None:
+            writer = history.HistoryWriter(state, options)
+            (state / "grid.json").write_text(json.dumps({"start": grid.start.isoformat(),
+                                                         "end": grid.end.isoformat()}))
         _write(backfill, writer)
     finally:
         for engine in engines.values():
@@ -142,15 +151,11 @@ def _run(config: Any, config_path: Path, options: dict[str, Any], output: Path, 
     writer.checkpoint(writer.done, complete=True)
 
 
-def _grid(config: Any, engines: Any, state: Path, options: dict[str, Any], step: float) -> Any:
-    """The instants, resolved once (``now`` and the oldest record) and kept for a resume."""
+def _grid(config: Any, engines: Any, options: dict[str, Any], step: float) -> Any:
+    """The instants of a new backfill: ``now`` and the oldest record resolved once (the
+    caller saves them, for a resume, once they pass every check)."""
     from collectors.backfill import Grid, oldest
 
-    saved = state / "grid.json"
-    if saved.exists():
-        data = json.loads(saved.read_text())
-        return Grid(datetime.fromisoformat(data["start"]), datetime.fromisoformat(data["end"]),
-                    step)
     end = _aligned(_moment(options["end"], "--end"), step, up=False)
     if options["start"] == "oldest":
         first = oldest(config, engines)
@@ -159,12 +164,71 @@ def _grid(config: Any, engines: Any, state: Path, options: dict[str, Any], step:
     else:
         first = _start(options["start"], end)
     grid = Grid(_aligned(first, step, up=True), end, step)
-    if grid.end >= grid.start:
-        saved.write_text(json.dumps({"start": grid.start.isoformat(),
-                                     "end": grid.end.isoformat()}))
-    elif options["start"] != "oldest":
+    if grid.end < grid.start and options["start"] != "oldest":
         raise CareKPIError(f"--end {options['end']} is before --start {options['start']}")
     return grid
+
+
+def _resumed(state: Path, output: Path, options: dict[str, Any], step: float
+             ) -> tuple[Any, dict[str, Any]] | None:
+    """The saved backfill to ``output`` these options continue: its instants and options.
+
+    None when nothing was checkpointed (a refused or barely started run: whatever it left is
+    removed, so the new run starts afresh). The same --start and --end text keeps the
+    instants the first run resolved (``30d``, ``now``: the same command resumes hours
+    later); other text must resolve to the same instants. Any other range, step, config or
+    output kind is refused in one line: never another run's range, silently.
+    """
+    from collectors.backfill import Grid
+    from kpis.durations import format_seconds
+
+    if not (state / "state.json").exists():
+        shutil.rmtree(state, ignore_errors=True)
+        return None
+    saved = json.loads((state / "state.json").read_text())
+    fingerprint, complete = saved.get("fingerprint", {}), saved.get("complete", False)
+    try:
+        data = json.loads((state / "grid.json").read_text())
+    except FileNotFoundError:
+        raise CareKPIError(f"{output}: the backfill saved in {state} lacks its range "
+                           "(grid.json); remove it to start over") from None
+    start, end = datetime.fromisoformat(data["start"]), datetime.fromisoformat(data["end"])
+    given_end = end if options["end"] == fingerprint.get("end") else _aligned(
+        _moment(options["end"], "--end"), step, up=False)
+    if options["start"] == fingerprint.get("start") and given_end == end:
+        given_start: datetime | None = start
+    elif options["start"] == "oldest":
+        given_start = None  # the oldest record: a new run's, not the saved one's
+    else:
+        given_start = _aligned(_start(options["start"], given_end), step, up=True)
+    differences = [
+        f"{option} {options[key]} is {_shown(given)}, the saved run's "
+        f"{fingerprint.get(key)} is {_shown(kept)}"
+        for option, key, given, kept in (("--start", "start", given_start, start),
+                                         ("--end", "end", given_end, end))
+        if given != kept]
+    if fingerprint.get("step") != step:
+        differences.append(f"--step {format_seconds(step)}, the saved run's "
+                           f"{format_seconds(fingerprint.get('step') or 0)}")
+    if fingerprint.get("config") != options["config"]:
+        differences.append("the config file differs from the saved run's")
+    if fingerprint.get("output") != options["output"]:
+        differences.append(f"--{options['output']}, the saved run's --{fingerprint.get('output')}")
+    if fingerprint.get("rules") != options["rules"]:
+        differences.append(f"--rules {'given' if options['rules'] else 'left out'}, unlike "
+                           "the saved run")
+    if differences:
+        what = "complete backfill" if complete else "interrupted backfill"
+        advice = (f"remove {state} to backfill it again" if complete else
+                  f"give its options to resume it, or remove {state} to start over")
+        raise CareKPIError(f"{output}: the {what} saved in {state} has other options "
+                           f"({'; '.join(differences)}); {advice}")
+    return Grid(start, end, step), {**options, "start": fingerprint.get("start"),
+                                    "end": fingerprint.get("end")}
+
+
+def _shown(moment: datetime | None) -> str:
+    return "the oldest record" if moment is None else f"{moment:%Y-%m-%dT%H:%M:%SZ}"
 
 
 def _write(backfill: Any, writer: Any) -> None:

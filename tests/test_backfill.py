@@ -221,6 +221,147 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(known_config: Path, tm
     assert done.returncode == 2
     assert done.stderr.startswith(expected) and done.stderr.count("\n") == 1
     assert not out.exists()
+    assert not state_of(out).exists()  # nothing a later run could mistake for its own
+
+
+def state_of(out: Path) -> Path:
+    """Where a backfill to ``out`` keeps what it needs to resume."""
+    return out.parent / f".{out.name}.carekpi-backfill"
+
+
+def instants(text: str) -> list[datetime]:
+    """The instants an OpenMetrics output holds samples at."""
+    stamps = {float(line.split()[-1]) for line in text.splitlines() if not line.startswith("#")}
+    return [datetime.fromtimestamp(t, UTC) for t in sorted(stamps)]
+
+
+def interrupt(out: Path, done: int) -> None:
+    """As if the backfill to ``out`` had stopped at its checkpoint after ``done`` instants
+    (with a few samples written since), before its output appeared."""
+    state = state_of(out)
+    saved = json.loads((state / "state.json").read_text())
+    start = datetime.fromisoformat(json.loads((state / "grid.json").read_text())["start"])
+    cut, kept = start.timestamp() + done * saved["fingerprint"]["step"], 0
+    for name in saved["meta"]:
+        part = state / "families" / f"{name}.txt"
+        text = part.read_text()
+        ok = "".join(x for x in text.splitlines(keepends=True) if float(x.split()[-1]) < cut)
+        saved["lengths"][name] = len(ok.encode())
+        kept += ok.count("\n")
+        part.write_text(ok + text[len(ok):len(ok) + 60])
+    saved.update(done=done, complete=False, samples=kept)
+    (state / "state.json").write_text(json.dumps(saved))
+    out.unlink()
+
+
+MARCH_2 = ("--start", "2026-03-02T00:00:00Z", "--end", "2026-03-02T03:00:00Z", "--step", "1h")
+HOURS = [datetime(2026, 3, 2, h, tzinfo=UTC) for h in range(4)]
+
+
+def test_a_refused_run_leaves_nothing_that_changes_the_next_runs_range(known_config: Path,
+                                                                        tmp_path: Path) -> None:
+    out = tmp_path / "history.om"
+    refused = carekpi("backfill", "--config", str(known_config), "--openmetrics", str(out),
+                      "--start", "2d", "--step", "2h")
+    assert refused.returncode == 2 and "--step 2h is longer than" in refused.stderr
+    done = carekpi("backfill", "--config", str(known_config), "--openmetrics", str(out),
+                   *MARCH_2)
+    assert done.returncode == 0, done.stderr
+    assert instants(out.read_text()) == HOURS  # its own range, not the refused run's
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_started_afresh(known_config: Path,
+                                                                     tmp_path: Path) -> None:
+    out = tmp_path / "history.om"
+    args = ("backfill", "--config", str(known_config), "--openmetrics", str(out))
+    assert carekpi(*args, "--start", "2026-03-01", "--end", "2026-03-01T05:00:00Z"
+                   ).returncode == 0
+    (state_of(out) / "state.json").unlink()  # its range and samples saved, never checkpointed
+    out.unlink()
+    done = carekpi(*args, *MARCH_2)
+    assert done.returncode == 0, done.stderr
+    fresh = tmp_path / "fresh.om"
+    assert carekpi("backfill", "--config", str(known_config), "--openmetrics", str(fresh),
+                   *MARCH_2).returncode == 0
+    assert out.read_text() == fresh.read_text()  # its own range, each sample once
+
+
+@pytest.fixture
+def interrupted(known_config: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A backfill of 2026-03-02 00:00 to 03:00 stopped after 2 of its 4 instants, and the
+    text the whole run gives."""
+    out = tmp_path / "history.om"
+    done = carekpi("backfill", "--config", str(known_config), "--openmetrics", str(out),
+                   *MARCH_2)
+    assert done.returncode == 0, done.stderr
+    whole = out.read_text()
+    interrupt(out, done=2)
+    return out, whole
+
+
+@pytest.mark.parametrize(("changed", "difference"), [
+    (("--start", "2026-03-01"), "--start 2026-03-01 is 2026-03-01T00:00:00Z, the saved run's "
+                                "2026-03-02T00:00:00Z is 2026-03-02T00:00:00Z"),
+    (("--end", "2026-03-03"), "--end 2026-03-03 is 2026-03-03T00:00:00Z, the saved run's "
+                              "2026-03-02T03:00:00Z is 2026-03-02T03:00:00Z"),
+    (("--step", "30m"), "--step 30m, the saved run's 1h"),
+    (("--config", "edited"), "the config file differs from the saved run's"),
+], ids=["start", "end", "step", "config"])
+def test_resuming_with_other_options_is_refused_naming_the_output_and_the_difference(
+        interrupted: tuple[Path, str], known_config: Path, changed: tuple[str, str],
+        difference: str) -> None:
+    out, whole = interrupted
+    options = dict(zip(MARCH_2[::2], MARCH_2[1::2], strict=True))
+    if changed[0] == "--config":
+        known_config.write_text(known_config.read_text() + "# edited\n")
+    else:
+        options.update([changed])
+    saved = (state_of(out) / "state.json").read_text()
+    refused = carekpi("backfill", "--config", str(known_config), "--openmetrics", str(out),
+                      *(x for pair in options.items() for x in pair))
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(f"carekpi: {out}: the interrupted backfill saved in "
+                                     f"{state_of(out)} has other options ({difference})")
+    assert refused.stderr.count("\n") == 1
+    assert not out.exists() and (state_of(out) / "state.json").read_text() == saved
+    if changed[0] != "--config":  # the run's own options still resume it, nothing lost
+        resumed = carekpi("backfill", "--config", str(known_config), "--openmetrics",
+                          str(out), *MARCH_2)
+        assert resumed.returncode == 0, resumed.stderr
+        assert out.read_text() == whole
+
+
+def test_the_same_instants_spelled_otherwise_resume(interrupted: tuple[Path, str],
+                                                    known_config: Path) -> None:
+    out, whole = interrupted
+    resumed = carekpi("backfill", "--config", str(known_config), "--openmetrics", str(out),
+                      "--start", "2026-03-02", "--end", "2026-03-02T03:00Z", "--step", "60m")
+    assert resumed.returncode == 0, resumed.stderr
+    assert out.read_text() == whole
+
+
+def test_a_relative_run_resumes_over_the_instants_it_first_resolved(known_config: Path,
+                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "history.om"
+    args = ("backfill", "--config", str(known_config), "--openmetrics", str(out),
+            "--start", "3h", "--end", "now")
+    assert carekpi(*args).returncode == 0
+    # As if that run had begun on 2026-03-02 at 03:00 and stopped at once: `now` was then.
+    (state_of(out) / "grid.json").write_text(json.dumps(
+        {"start": HOURS[0].isoformat(), "end": HOURS[-1].isoformat()}))
+    interrupt(out, done=0)
+    # Another duration counts back from that run's `now`, and is another range.
+    other = carekpi("backfill", "--config", str(known_config), "--openmetrics", str(out),
+                    "--start", "2h", "--end", "now")
+    assert other.returncode == 2
+    assert "(--start 2h is 2026-03-02T01:00:00Z, the saved run's 3h is 2026-03-02T00:00:00Z)" \
+        in other.stderr
+    resumed = carekpi(*args)  # the same command, however much later
+    assert resumed.returncode == 0, resumed.stderr
+    fresh = tmp_path / "fresh.om"
+    assert carekpi("backfill", "--config", str(known_config), "--openmetrics", str(fresh),
+                   *MARCH_2).returncode == 0
+    assert out.read_text() == fresh.read_text()
 
 
 @pytest.mark.parametrize(("text", "expected"), [
