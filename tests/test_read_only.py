@@ -100,3 +100,20 @@ def test_the_database_refuses_writes_on_carekpi_connections(db_url: str) -> None
     finally:
         engine.dispose()
     assert contents(db_url) == before == [(r["id"], r["note"]) for r in ROWS]
+
+
+@pytest.mark.parametrize("form", ["sqlite:///{}", "sqlite:///file:{}?uri=true",
+                                  "sqlite:///file:{}?mode=rw&uri=true"])
+def test_a_sqlite_file_is_opened_read_only_however_the_url_names_it(form: str, tmp_path: Path
+                                                                    ) -> None:
+    url = form.format(tmp_path / "clinic.db")
+    setup = sa.create_engine(f"sqlite:///{tmp_path / 'clinic.db'}")
+    with setup.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE canary (id INTEGER)"))
+    setup.dispose()
+    engine = engines.create("db", Source(url=url, query_timeout="10s"))
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="readonly"), engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO canary VALUES (1)"))
+    finally:
+        engine.dispose()

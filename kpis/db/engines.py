@@ -122,10 +122,14 @@ def opened(config: Config) -> Iterator[dict[str, sa.Engine]]:
 
 
 def _read_only_sqlite(url: sa.URL) -> sa.URL:
+    """The file opened read-only (a URI with mode=ro), also when the URL is a ``file:`` URI
+    already, whatever mode it asks for."""
     database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
+    if database in ("", ":memory:"):
         return url
-    return url.set(database=f"file:{database}").update_query_dict({"mode": "ro", "uri": "true"})
+    if not database.startswith("file:"):
+        url = url.set(database=f"file:{database}")
+    return url.update_query_dict({"mode": "ro", "uri": "true"})
 
 
 def _mysql_session(timeout: float) -> Any:
