@@ -59,7 +59,9 @@ def past_target(value: str, kpi: Kpi) -> str:
 
 def target_query(kpi: Kpi) -> str:
     """A template fragment printing the clinic's target (or the global one) humanized."""
-    clinic = f"max({names.KPI_TARGET}{{kpi='{kpi.key}',clinic='%s'}})"
+    # %q: the clinic as a PromQL string literal (Go's quoting, which PromQL reads): a name
+    # such as Children's or a backslash in a value stays inside it.
+    clinic = f"max({names.KPI_TARGET}{{kpi='{kpi.key}',clinic=%q}})"
     overall = f"max({names.KPI_TARGET}{{kpi='{kpi.key}',clinic=''}})"
     return (
         f'{{{{ with printf "{clinic} or {overall}" $labels.clinic | query }}}}'

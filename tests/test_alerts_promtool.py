@@ -146,3 +146,46 @@ def test_generated_tests_pass_for_a_calendar_less_config(tmp_path):
     assert "calendar_open" not in rules
     assert f"time() - {names.CHECK_LAST_RUN} > 7200" in rules  # twice checks.schedule
     promtool_passes_every_file(tests)
+
+
+@pytest.mark.parametrize("clinic", ["Children's", "St John's", "a\\b"])
+def test_the_description_finds_the_target_of_a_clinic_named_with_a_quote(clinic, tmp_path):
+    """The clinic's own target is looked up by a query built from its name: quoted as a
+    PromQL string, so an apostrophe (or a backslash) keeps the description whole."""
+    quoted = clinic.replace("\\", "\\\\")  # in the series notation's own string
+    series = {f'carekpi_no_show_{part}{{clinic="{quoted}", source="demo", window="7d"}}':
+              f"{value}+0x25" for part, value in (("numerator", 9), ("denominator", 40))}
+    series[f'carekpi_kpi_target{{clinic="{quoted}", kpi="no_show"}}'] = "0.08+0x25"
+    series['carekpi_kpi_target{kpi="no_show"}'] = "0.1+0x25"
+    test = {"evaluation_interval": "5m",
+            "rule_files": [str(GENERATED / name)
+                           for name in (build.RECORDING_FILE, build.ALERTS_FILE)],
+            "tests": [{"interval": "1m",
+                       "input_series": [{"series": s, "values": v} for s, v in series.items()],
+                       "alert_rule_test": [{"alertname": "CareKPINoShowTargetBreach",
+                                            "eval_time": "20m", "exp_alerts": [{
+                           "exp_labels": {"clinic": clinic, "job": "carekpi", "kpi": "no_show",
+                                          "objective": "no_show", "severity": "warning",
+                                          "signal": "target", "source": "demo", "window": "7d"},
+                           "exp_annotations": {
+                               "description": f"{clinic}: No-show rate is 22.5% over the last 7d "
+                                              "(target <= 8%, at least 20 events).",
+                               "runbook_url": "alerts/RUNBOOK.md#carekpinoshowtargetbreach",
+                               "summary": "No-show rate misses its target in a clinic."}}]}]}]}
+    path = tmp_path / "quoted.test.yaml"
+    path.write_text(yaml.safe_dump(test, allow_unicode=True))
+    result = promtool("test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_job_name_with_quotes_stays_a_label_value(tmp_path):
+    """alerts build --job is written into PromQL as a string: it cannot end the selector."""
+    job = 'car"} or vector(1) #\\'
+    build.write(None, tmp_path, job=job)
+    result = promtool("check", "rules", str(tmp_path / build.ALERTS_FILE))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = [r for g in yaml.safe_load((tmp_path / build.ALERTS_FILE).read_text())["groups"]
+             for r in g["rules"]]
+    absent = next(r for r in rules if r["alert"] == "CareKPIExporterAbsent")
+    assert 'up{job="car\\"} or vector(1) #\\\\"}' in absent["expr"]
+    assert all(r["labels"].get("job") in (None, job) for r in rules)
