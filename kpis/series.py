@@ -8,6 +8,8 @@ runbook's location and anchors.
 
 from __future__ import annotations
 
+import json
+
 from kpis.catalog import Kpi
 
 QUANTILES = {"p50": "0.5", "p90": "0.9"}  # target stat -> histogram_quantile's argument
@@ -31,7 +33,9 @@ def selector(metric: str, *matchers: str, **labels: str) -> str:
     parts = list(matchers)
     for key, value in sorted(labels.items()):
         op, value = ("!=", value[1:]) if value.startswith("!") else ("=", value)
-        parts.append(f'{key}{op}"{value}"')
+        # A PromQL string (Go's quoting; JSON's is a subset): a quote or backslash in a value
+        # given on the command line (--job) stays inside it.
+        parts.append(f"{key}{op}{json.dumps(value, ensure_ascii=False)}")
     return f"{metric}{{{', '.join(parts)}}}" if parts else metric
 
 
