@@ -83,10 +83,8 @@ def deadline_plan(ctx: Context, kpi: Kpi, e: MappedEntity, receipt: str, done: s
     met = elapsed <= _sla_of(classes)
     if success is not None:
         met = sa.and_(met, success)
-    # A response recorded before its receipt is a data error: counted, not scored.
     early = sa.and_(eligible if eligible is not None else sa.true(),
-                    seconds_between(e.col(receipt), pinned(ctx, e, done))
-                    < number(-e.clock_skew))
+                    _before_receipt(ctx, e, receipt, done))
     base = sa.and_(eligible if eligible is not None else sa.true(),
                    sa.not_(sa.func.coalesce(early, sa.false())))
     measures = [Measure("denominator", base),
@@ -95,12 +93,24 @@ def deadline_plan(ctx: Context, kpi: Kpi, e: MappedEntity, receipt: str, done: s
     return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
 
 
+def _before_receipt(ctx: Context, e: MappedEntity, receipt: str, done: str
+                    ) -> ColumnElement[bool]:
+    """A response recorded before its receipt (beyond the clock skew, on the wall clock: the
+    business clock reads both as 0 outside opening hours): a data error, counted, not scored."""
+    return seconds_between(e.col(receipt), pinned(ctx, e, done)) < number(-e.clock_skew)
+
+
 def first_response_time(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    """Answered messages only: one not answered by the evaluation time is pending, not an
+    unusable record (it would make a healthy inbox look suspect)."""
     where, windows = anchored(ctx, e, "received")
     clock = ctx.clock(e, max(s for _, s in ctx.windows))
-    elapsed = tolerate_skew(e, clock.sql_elapsed(e.col("received"),
-                                                  pinned(ctx, e, "first_response")))
-    measures = duration_measures(kpi, sa.true(), elapsed, heavy=not clock.wall_clock)
+    response = pinned(ctx, e, "first_response")
+    elapsed = tolerate_skew(e, clock.sql_elapsed(e.col("received"), response))
+    early = sa.func.coalesce(_before_receipt(ctx, e, "received", "first_response"), sa.false())
+    scored = sa.and_(response.is_not(None), sa.not_(early))
+    measures = [*duration_measures(kpi, scored, elapsed, heavy=not clock.wall_clock),
+                excluded("response_before_receipt", early)]
     return Plan(kpi, e, where, windows, measures, label_dims(kpi, e), (kpi.key,))
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from collectors import evaluate
 from kpis import config as config_module
+from kpis import plausibility
 from kpis.db.engines import create_all as create_engines
 from kpis.snapshot import KpiResult
 from tests import known_data
@@ -127,6 +128,11 @@ def test_first_response_excludes_unanswered_and_auto_acks(results: dict[str, Kpi
     assert cell(r, clinic="north", channel="chat", window="1d").histogram.count == 0
     week = cell(r, clinic="north", channel="portal", window="7d").histogram
     assert (week.count, week.sum) == (2, 28800.0)
+    # 2, 5 and 6 are unanswered as of now: pending, not records left out as unusable (which
+    # would count toward 'most records excluded' and mark a healthy inbox suspect).
+    counts_7d = cell(r, clinic="north", channel="portal", window="7d").counts
+    assert counts_7d.get("excluded:unusable_duration", 0) == 0
+    assert r.cells and not [c for c in r.cells if plausibility.doubts(r.kpi, c)]
 
 
 def test_business_time_clock_stops_outside_opening_hours(business: dict[str, KpiResult]
