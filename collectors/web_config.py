@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+import bcrypt
+
 from kpis import durations, yaml_file
 from kpis.errors import ConfigError
 
@@ -31,6 +33,9 @@ _TLS_KEYS = ("cert", "key", "client_ca", "cert_file", "key_file", "client_auth_t
              "client_ca_file", "client_allowed_sans", "min_version", "max_version",
              "cipher_suites", "prefer_server_cipher_suites", "curve_preferences")
 _BCRYPT_PREFIXES = (b"$2a$", b"$2b$", b"$2y$")
+# Every request from an unknown user costs a bcrypt round at this cost (and start-up one):
+# above 14 that is over a second of CPU each. htpasswd's -C 10 to 12 is the usual choice.
+MAX_BCRYPT_COST = 14
 _HTPASSWD_HINT = "make one with: htpasswd -nBC 10 '' | tr -d ':\\n'"
 
 
@@ -233,6 +238,13 @@ class _Reader:
             if (not raw.startswith(_BCRYPT_PREFIXES) or len(parts) != 4 or not parts[2].isdigit()
                     or not 4 <= int(parts[2]) <= 31 or len(parts[3]) != 53):
                 self.fail(key, f"not a bcrypt hash ({_HTPASSWD_HINT})")
+            if int(parts[2]) > MAX_BCRYPT_COST:
+                self.fail(key, f"bcrypt cost {int(parts[2])} is above {MAX_BCRYPT_COST}: every "
+                          f"request of an unknown user would take seconds ({_HTPASSWD_HINT})")
+            try:  # the salt's characters, which the shape above does not check
+                bcrypt.checkpw(b"", raw)
+            except ValueError:
+                self.fail(key, f"not a bcrypt hash: its salt is invalid ({_HTPASSWD_HINT})")
             users[user] = raw
         return users
 
@@ -247,9 +259,14 @@ class _Reader:
             if value in (None, ""):
                 continue
             allowed = _HEADERS[name]
+            if isinstance(value, str):
+                value = value.strip()  # a YAML block (|) ends with a newline
             if not isinstance(value, str) or (allowed and value.lower() not in allowed):
                 choices = f"one of {', '.join(allowed)}" if allowed else "a string"
                 self.fail(key, f"expected {choices}, got {value!r}")
+            if not all(" " <= c <= "~" for c in value):
+                self.fail(key, "a header value is one line of printable ASCII (no line break, "
+                          "no curly quote or other non-ASCII character)")
             result[name] = value
         return result
 

@@ -380,6 +380,15 @@ GOOD_TLS = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\
     ("basic_auth_users:\n  prometheus: plaintext-password\n", "basic_auth_users.prometheus",
      "not a bcrypt hash"),
     ("basic_auth_users:\n  'a:b': '" + HASH + "'\n", "basic_auth_users.a:b", "':'"),
+    # Shaped like a hash, but every request would fail: bcrypt refuses the salt.
+    ("basic_auth_users:\n  prometheus: '$2b$04$" + "!" * 53 + "'\n",
+     "basic_auth_users.prometheus", "salt is invalid"),
+    # Cost 31: start-up alone would hash for days, unknown users for as long each.
+    ("basic_auth_users:\n  prometheus: '$2b$31$" + HASH[7:] + "'\n",
+     "basic_auth_users.prometheus", "bcrypt cost 31 is above 14"),
+    ("http_server_config:\n  headers:\n"
+     "    Content-Security-Policy: \"default-src \u2018none\u2019\"\n",
+     "http_server_config.headers.Content-Security-Policy", "printable ASCII"),
     ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
      "http_server_config.headers.X-Frame-Options", "one of deny, sameorigin"),
     ("http_server_config:\n  headers:\n    X-Powered-By: me\n",
@@ -409,3 +418,9 @@ def test_an_empty_file_is_a_valid_config(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
         load_web_config(tmp_path / "absent.yml")
+
+
+def test_a_header_written_as_a_yaml_block_is_one_line(pki):
+    path = _config(pki, "http_server_config:\n  headers:\n    Content-Security-Policy: |\n"
+                        "      default-src 'none'\n", "block.yml")
+    assert load_web_config(path).headers == {"Content-Security-Policy": "default-src 'none'"}
