@@ -53,6 +53,20 @@ class KpiSettings(Strict):
     _win = field_validator("window_intervals", mode="before")(parse_window_intervals)
     _sla = field_validator("sla", mode="before")(lambda v: sla_duration(v))
 
+    @field_validator("sla_overrides")
+    @classmethod
+    def _reachable(cls, overrides: list[SlaOverride]) -> list[SlaOverride]:
+        """The first override that matches a message sets its SLA: one after a broader one
+        (priority urgent before channel email + priority urgent) would never apply."""
+        for i, later in enumerate(overrides):
+            for j, earlier in enumerate(overrides[:i]):
+                if all(mine is None or mine == theirs for mine, theirs in (
+                        (earlier.channel, later.channel), (earlier.priority, later.priority))):
+                    raise ValueError(f"override {i + 1} never applies: override {j + 1} comes "
+                                     "first and matches every message it matches (the first "
+                                     "match wins: put the more specific one first)")
+        return overrides
+
 
 _KPI_PARAMS = ("sla", "sla_overrides", "threshold", "item", "lookback")
 

@@ -397,6 +397,22 @@ def test_the_error_points_at_what_the_user_wrote(key, value, where, message, tmp
     assert caught.value.key == where and message in caught.value.message
 
 
+def test_an_sla_override_that_can_never_apply_is_refused(tmp_path: Path) -> None:
+    """The first matching override wins: a more specific one after a broader one is dead."""
+    path = tmp_path / "carekpi.yaml"
+    path.write_text(dump(put(BASE, ("kpis", "response_sla"), {"sla_overrides": [
+        {"priority": "urgent", "sla": "4h"}, {"channel": "email", "priority": "urgent",
+                                              "sla": "2h"}]})))
+    with pytest.raises(ConfigError) as caught:
+        config_module.load(path)
+    assert caught.value.key == "kpis.response_sla.sla_overrides"
+    assert "override 2 never applies: override 1 comes first" in caught.value.message
+    path.write_text(dump(put(BASE, ("kpis", "response_sla"), {"sla_overrides": [
+        {"channel": "email", "priority": "urgent", "sla": "2h"},
+        {"priority": "urgent", "sla": "4h"}]})))
+    config_module.load(path)  # the specific one first: both apply
+
+
 def test_a_typo_in_a_kpi_section_suggests_that_sections_keys(tmp_path: Path) -> None:
     path = tmp_path / "carekpi.yaml"
     path.write_text(dump(put(BASE, ("kpis", "no_show", "targte"), 0.1)))
