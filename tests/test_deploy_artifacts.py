@@ -6,6 +6,7 @@ CRD schemas for its kinds, promtool for the rules inside, systemd-analyze for th
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -204,3 +205,25 @@ def test_the_validators_used_here_do_reject_a_broken_manifest():
     deployment["spec"]["replicas"] = "one"
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_core(deployment)
+
+
+@pytest.mark.parametrize("name", ["de mo", "emr%i", "a/b"])
+def test_a_source_name_that_cannot_name_a_secret_is_refused(name):
+    raw = yaml.safe_load(CONFIG_TEXT)
+    raw["sources"] = {name: {"url": "${file:/etc/carekpi/secrets/x-url}"}}
+    for make in (lambda: deploy.kubernetes(CONFIG_TEXT, raw, "carekpi.yaml", image="c:1"),
+                 lambda: deploy.systemd_unit(raw, "carekpi.yaml", executable="/usr/bin/carekpi",
+                                             config="/etc/carekpi/carekpi.yaml")):
+        with pytest.raises(CareKPIError, match=f"sources.{re.escape(name)}: to deploy"):
+            make()
+
+
+def test_unit_paths_with_a_space_or_a_percent_stay_one_word():
+    raw = yaml.safe_load(CONFIG_TEXT)
+    unit = deploy.systemd_unit(raw, "carekpi.yaml", executable="/opt/care kpi/bin/carekpi",
+                               config="/etc/carekpi/my%h config.yaml")
+    assert ('ExecStart="/opt/care kpi/bin/carekpi" serve --config '
+            '"/etc/carekpi/my%%h config.yaml" --port') in unit
+    with pytest.raises(CareKPIError, match="--user"):
+        deploy.systemd_unit(raw, "carekpi.yaml", executable="/usr/bin/carekpi",
+                            config="/etc/carekpi/carekpi.yaml", user="a b")
