@@ -55,6 +55,23 @@ def check_urls(raw: dict[str, Any], path: str, secret_dir: str = SECRET_DIR) -> 
     return sorted(str(name) for name in sources)
 
 
+def unprovided_references(raw: dict[str, Any], secret_dir: str) -> list[str]:
+    """Source URLs read from where the generated deployment puts nothing: a file outside
+    ``secret_dir`` or an environment variable (the manifests and the unit set none). Warnings:
+    the operator may provide them another way."""
+    notes = []
+    for name, source in (raw.get("sources") or {}).items():
+        url = str(source.get("url", "")) if isinstance(source, dict) else ""
+        for kind, ref in secrets.references(url):
+            if kind == "env":
+                notes.append(f"sources.{name}.url reads ${{env:{ref}}}, which the deployment "
+                             f"does not set; ${{file:{secret_dir}/{name}-url}} is provided")
+            elif not ref.startswith(f"{secret_dir}/"):
+                notes.append(f"sources.{name}.url reads ${{file:{ref}}}, outside {secret_dir} "
+                             f"where the deployment puts the secret ({secret_dir}/{name}-url)")
+    return notes
+
+
 def _labels(component: str, shard: Shard) -> dict[str, str]:
     labels = {"app.kubernetes.io/name": APP, "app.kubernetes.io/component": component}
     if not shard.whole:

@@ -24,6 +24,8 @@ def _read(path: Path, secret_dir: str = deploy.SECRET_DIR) -> tuple[str, Any]:
 
     raw = yaml_file.read(path)
     deploy.check_urls(raw, str(path), secret_dir)
+    for note in deploy.unprovided_references(raw, secret_dir):
+        click.echo(f"carekpi: warning: {path}: {note}", err=True)
     stand_in = {**raw, "sources": {
         name: {**source, "url": "sqlite://"} if secrets.has_reference(str(source.get("url")))
         else source

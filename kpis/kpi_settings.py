@@ -78,6 +78,8 @@ def _window(value: Any) -> Duration:
     except ValueError as exc:
         shown = str(value) if len(str(value)) <= 60 else str(value)[:57] + "..."
         raise ValueError(f"{exc} (got {shown!r})") from None
+
+
 # What a target can be, by the KPI's unit: a ratio (0.1 for 10 %), seconds, a count, a score.
 _TARGET_RANGES = {"percentunit": (0.0, 1.0, "a ratio from 0 to 1 (0.1 for 10 %)"),
                   "s": (0.0, math.inf, "seconds, 0 or more"),

@@ -72,6 +72,11 @@ def has_reference(text: str) -> bool:
     return bool(_REF.search(text))
 
 
+def references(text: str) -> list[tuple[str, str]]:
+    """(kind, name) of each ``${env:NAME}`` and ``${file:PATH}`` in text."""
+    return [(kind, name.strip()) for kind, name in _REF.findall(text)]
+
+
 def redact(key: str, message: str, references: dict[str, str]) -> str:
     """An error message about a value that came from a reference: the reference, never the
     value (the message is cut at its first quote, where validators quote the value)."""

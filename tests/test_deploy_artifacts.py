@@ -16,12 +16,14 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from alerts import build as alerts_build
 from alerts import operator
 from collectors import deploy
 from dashboards import build as dashboards_build
 from dashboards import configmap
+from kpis.cli import main
 from kpis.errors import CareKPIError
 from kpis.names import resource_labels
 from kpis.sharding import Shard
@@ -227,3 +229,14 @@ def test_unit_paths_with_a_space_or_a_percent_stay_one_word():
     with pytest.raises(CareKPIError, match="--user"):
         deploy.systemd_unit(raw, "carekpi.yaml", executable="/usr/bin/carekpi",
                             config="/etc/carekpi/carekpi.yaml", user="a b")
+
+
+def test_a_secret_read_from_where_the_deployment_puts_none_is_warned_about(tmp_path):
+    config = tmp_path / "carekpi.yaml"
+    config.write_text(CONFIG_TEXT.replace("${env:CONTACT_URL}", "${file:/run/secrets/contact}"))
+    result = CliRunner().invoke(main, ["deploy", "kubernetes", "--config", str(config),
+                                       "--out", str(tmp_path / "k8s"), "--image", "c:1"])
+    assert result.exit_code == 0, result.output
+    assert (f"carekpi: warning: {config}: sources.contact.url reads "
+            "${file:/run/secrets/contact}, outside /etc/carekpi/secrets") in result.stderr
+    assert "sources.scheduling" not in result.stderr  # read from the mount: nothing to say
