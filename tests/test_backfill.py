@@ -152,18 +152,7 @@ def test_openmetrics_output_resumes_without_duplicates(known_config: Path, tmp_p
     assert saved["complete"] and saved["done"] == 13
     again = carekpi(*args)
     assert again.returncode == 0 and "already complete" in again.stderr
-    # As if interrupted: the last checkpoint after 5 instants, half an instant written since.
-    cut, kept = 1772409600 + 5 * 3600, 0
-    for name in saved["meta"]:
-        part = state / "families" / f"{name}.txt"
-        text = part.read_text()
-        done = "".join(x for x in text.splitlines(keepends=True) if int(x.split()[-1]) < cut)
-        saved["lengths"][name] = len(done.encode())
-        kept += done.count("\n")
-        part.write_text(done + text[len(done):len(done) + 60])
-    saved.update(done=5, complete=False, samples=kept)
-    (state / "state.json").write_text(json.dumps(saved))
-    out.unlink()
+    interrupt(out, 5)  # the last checkpoint after 5 instants, half an instant written since
     resumed = carekpi(*args)
     assert resumed.returncode == 0, resumed.stderr
     assert out.read_text() == first  # no sample lost, none twice
