@@ -17,6 +17,7 @@ from kpis.strict import (
     describe,
     duration,
     parse_window_intervals,
+    shown,
     sla_duration,
 )
 from kpis.suggest import did_you_mean
@@ -76,8 +77,7 @@ def _window(value: Any) -> Duration:
     try:
         return duration(value)
     except ValueError as exc:
-        shown = str(value) if len(str(value)) <= 60 else str(value)[:57] + "..."
-        raise ValueError(f"{exc} (got {shown!r})") from None
+        raise ValueError(f"{exc} (got {shown(value)!r})") from None
 
 
 # What a target can be, by the KPI's unit: a ratio (0.1 for 10 %), seconds, a count, a score.

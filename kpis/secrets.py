@@ -16,11 +16,11 @@ from urllib.parse import unquote_plus
 _REF = re.compile(r"\$\{(env|file):([^}]+)\}")
 # Names of query parameters (and libpq keywords) that carry a credential: password, passwd,
 # pwd, sslpassword, sslkey, passfile, secrets, tokens.
-_SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|ssl_?key|credential")
+_NAMES = "pass|pwd|secret|token|ssl_?key|credential"
+_SECRET_NAME = re.compile(f"(?i){_NAMES}")
 # libpq's "key=value key='quoted value'" form, which is not a URL.
 _SECRET_KEYWORD = re.compile(
-    r"(?i)(^|\s)([\w.-]*(?:pass|pwd|secret|token|ssl_?key|credential)[\w.-]*\s*=\s*)"
-    r"('(?:[^'\\]|\\.)*'?|\S*)")
+    rf"(?i)(^|\s)([\w.-]*(?:{_NAMES})[\w.-]*\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
 
 
 class SecretError(ValueError):

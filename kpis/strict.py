@@ -83,6 +83,12 @@ def suggest(word: str, choices: Any) -> str:
     return did_you_mean(word, choices) or f"; one of {listed(choices)}"
 
 
+def shown(value: Any) -> str:
+    """A value as an error quotes it: at most 60 characters."""
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def describe(error: Any, root: type[BaseModel]) -> tuple[str, str]:
     """(dotted key, one-line message) of a pydantic error in a ``root`` model: unknown keys
     get the near miss among ``root``'s keys at that place; values are shown, never a URL's."""
@@ -94,8 +100,8 @@ def describe(error: Any, root: type[BaseModel]) -> tuple[str, str]:
         return ".".join(ctx_error.loc), str(ctx_error)
     if error.get("type") == "extra_forbidden":
         allowed = keys_at(root, loc[:-1]) if loc else ()
-        shown = f"; one of {', '.join(allowed)}" if allowed else ""
-        message = f"unknown key{did_you_mean(loc[-1], allowed) or shown}" if loc else \
+        one_of = f"; one of {', '.join(allowed)}" if allowed else ""
+        message = f"unknown key{did_you_mean(loc[-1], allowed) or one_of}" if loc else \
             "unknown key"
     value = error.get("input")
     if error.get("type") == "missing" and loc and isinstance(value, dict):
@@ -104,12 +110,9 @@ def describe(error: Any, root: type[BaseModel]) -> tuple[str, str]:
         if typo:
             message = f"{message}; is it misspelled as {typo!r}?"
     sensitive = any(p in ("url", "password") for p in loc)
-    if isinstance(value, str | int | float | bool) and not sensitive and error.get("type") not in (
-        "extra_forbidden", "missing"
-    ):
-        shown = str(value)
-        shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        if f"{shown!r}" not in message:
-            message = f"{message} (got {shown!r})"
+    quotable = isinstance(value, str | int | float | bool) and not sensitive and error.get(
+        "type") not in ("extra_forbidden", "missing")
+    if quotable and f"{shown(value)!r}" not in message:
+        message = f"{message} (got {shown(value)!r})"
     return ".".join(loc), message
 
