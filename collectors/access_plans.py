@@ -86,9 +86,16 @@ def no_show(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
 
 
 def late_cancellation(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
+    """A cancellation whose time is unknown cannot be judged late or timely: it is left out
+    and counted (``unknown_cancellation_time``), not scored as on time."""
     notice = seconds_between(e.col("cancellation_date"), e.col("start"))
-    late = sa.and_(e.is_code("status", "cancelled"), notice < number(24 * HOUR))
-    return proportion(ctx, kpi, e, late, e.is_code("status", *BOOKED))
+    cancelled = e.is_code("status", "cancelled")
+    unknown = sa.and_(cancelled, notice.is_(None))
+    booked = sa.and_(e.is_code("status", *BOOKED), sa.not_(unknown))
+    late = sa.and_(cancelled, notice < number(24 * HOUR))
+    return _plan(ctx, kpi, e, [Measure("denominator", booked),
+                               Measure("numerator", sa.and_(booked, late)),
+                               excluded("unknown_cancellation_time", unknown)])
 
 
 def lead_time(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:

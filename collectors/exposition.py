@@ -97,8 +97,8 @@ class CareKpiCollector(Collector):
         yield _across_kpis(kept_now, names.EXCLUDED_RECORDS, "Records left out of the KPI for "
                            "a data defect, by reason (unmapped_status, unmapped_outcome, "
                            "negative_duration, implausible_duration, response_before_receipt, "
-                           "score_out_of_range, ...), per clinic, the KPI's other dimensions "
-                           "and window.",
+                           "unknown_cancellation_time, score_out_of_range, ...), per clinic, "
+                           "the KPI's other dimensions and window.",
                            lambda k: exclusion_samples(k.kpi, k.filled))
         yield _across_kpis(kept_now, names.KPI_SUSPECT, "1 where the data makes the KPI's value "
                            "doubtful, by reason: most_excluded (exclusions removed most of its "

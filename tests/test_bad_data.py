@@ -51,6 +51,16 @@ def test_a_booking_dated_1900_does_not_stretch_lead_times(with_bad_rows: dict[st
     assert excluded(r, "implausible_duration", clinic="north", window="1d") == 1
 
 
+def test_a_cancellation_of_unknown_time_is_counted_not_scored_as_timely(
+        with_bad_rows: dict[str, KpiResult]) -> None:
+    r = with_bad_rows["late_cancellation"]
+    # south at 12:00: appointment 6 (arrived) is the only booking judged; 109 (cancelled at
+    # 10:00 with no cancellation time) is neither late nor on time.
+    assert counts(r, clinic="south", window="1d") == (0, 1)
+    assert excluded(r, "unknown_cancellation_time", clinic="south", window="1d") == 1
+    assert excluded(r, "unknown_cancellation_time", clinic="north", window="1d") == 0
+
+
 def test_a_reply_before_receipt_is_not_scored(with_bad_rows: dict[str, KpiResult]) -> None:
     r = with_bad_rows["response_sla"]
     assert counts(r, clinic="north", channel="portal", window="1h") == (1, 2)
