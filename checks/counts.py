@@ -25,6 +25,7 @@ from checks.suites import KEY, RECORD_COMPLETE, CheckSpec, required_mapped
 from kpis import model
 from kpis.checks_config import ChecksConfig
 from kpis.config import Config
+from kpis.db.entity import exact
 from kpis.model import FieldType
 
 PRESENT = "__present_"
@@ -104,7 +105,8 @@ def _measure(spec: CheckSpec, q: sa.Subquery, fields: Fields) -> _Measure:
     column = q.c[name]
     considered = column.is_not(None)
     if spec.expectation == IN_SET:
-        return _Measure(considered, column.not_in(list(args["value_set"])))
+        values = list(args["value_set"])
+        return _Measure(considered, exact(column, values).not_in(values))
     if spec.expectation == REGEX:
         return _Measure(considered, sa.not_(column.regexp_match(args["regex"])))
     if spec.expectation == BETWEEN:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from kpis import model
 from kpis.config import Config
-from kpis.db.entity import MappedEntity
+from kpis.db.entity import ExactText, MappedEntity
 from kpis.db.errors import describe, ping, probe_mapping, scrub
 from kpis.label_values import personal_or_free_text
 
@@ -78,7 +78,9 @@ def _unmapped_codes(conn: sa.Connection, e: MappedEntity, name: str, where: str
     known = {str(c) for local in (codes or {}).values() for c in local} if codes else set(
         e.fields[name].codes)
     col = e.col(name)
-    query = sa.select(col).select_from(e.from_).where(col.is_not(None)).distinct().limit(1000)
+    # Distinct byte for byte: MariaDB's collations would fold 'ns' and 'NS ' into 'NS'.
+    query = sa.select(col, ExactText(col)).select_from(e.from_).where(
+        col.is_not(None)).distinct().limit(1000)
     try:
         present = {str(row[0]) for row in conn.execute(query)}
     except sa.exc.DBAPIError:
@@ -90,7 +92,7 @@ def _unmapped_codes(conn: sa.Connection, e: MappedEntity, name: str, where: str
     # Only values shaped like codes, and that a label could carry, are shown; anything else
     # (free text typed into a code field, a name, a record or phone number: the column may be
     # mapped by mistake) is counted, never printed.
-    code_like = [c for c in unknown if _CODE.match(c) and not personal_or_free_text(c)]
+    code_like = [c for c in unknown if _CODE.match(c.strip()) and not personal_or_free_text(c)]
     shown = ", ".join(repr(c) for c in code_like[:20]) + (" ..." if len(code_like) > 20 else "")
     hidden = len(unknown) - len(code_like)
     other = f"{'; ' if code_like else ''}{hidden} value(s) that are not code-like, not shown" \

@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from checks.commands import checks_group
@@ -84,6 +85,22 @@ def test_since_window_restricts_every_check(planted):
         data.IN_LAST_24H}
     assert results[("appointments", "completeness", "clinic")].unexpected == 3
     assert results[("appointments", "conformance", "status")].unexpected == 2
+
+
+def test_a_near_miss_code_fails_conformance_on_every_dialect(planted):
+    """'fu' and 'FU ' are not the mapped code FU, although MariaDB's collations say so."""
+    url, moment = planted
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE appt SET status_cd = 'fu' WHERE appt_id = 20"))
+        conn.execute(sa.text("UPDATE appt SET status_cd = 'FU ' WHERE appt_id = 21"))
+    engine.dispose()
+    config = kpi_config.parse(data.config(url), "carekpi.yaml")
+    results = _by_key(run_suites(config, entity="appointments", suite="conformance", now=moment,
+                                 show_failing_keys=True))
+    conformance = results[("appointments", "conformance", "status")]
+    assert conformance.unexpected == len(data.BAD_STATUS) + 2
+    assert sorted(conformance.failing_keys, key=int) == ["4", "5", "20", "21"]
 
 
 def test_failing_keys_only_on_request(planted):

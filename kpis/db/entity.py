@@ -13,6 +13,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement, FromClause
 
 from kpis import model
@@ -89,7 +91,7 @@ class MappedEntity:
         codes = self.local_codes(name, canonical)
         if not codes:
             return sa.false()
-        return self.col(name).in_([_code_literal(c) for c in codes])
+        return exact(self.col(name), codes).in_([_code_literal(c) for c in codes])
 
     def is_true(self, name: str) -> ColumnElement[bool]:
         """A boolean field is true: through its code map (Y/N, S/N, 1/0, T/F) when it has one,
@@ -144,6 +146,36 @@ def entity_query(query: str) -> str:
     """An entity's ``query:`` as a subquery body: surrounding blanks and trailing ``;`` removed
     (``SELECT ...;`` is a complete statement on its own, but a syntax error inside parentheses)."""
     return query.strip().rstrip(";").rstrip()
+
+
+class ExactText(sa.sql.functions.FunctionElement[Any]):
+    """A text value compared byte for byte. MariaDB and MySQL compare strings through the
+    column's collation, which usually ignores case and trailing spaces: ``'ns'`` and
+    ``'NS '`` would match the code ``NS`` there and nowhere else. For ASCII codes the bytes
+    are the same in every ASCII-based character set, so the comparison is exact whatever the
+    column's; elsewhere the value is compared as it is."""
+
+    inherit_cache = True
+    type = sa.String()
+
+
+@compiles(ExactText)
+def _exact_text(element: ExactText, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(ExactText, "mysql")
+@compiles(ExactText, "mariadb")
+def _exact_text_mysql(element: ExactText, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS BINARY)"
+
+
+def exact(column: ColumnElement[Any], codes: Iterable[Any]) -> ColumnElement[Any]:
+    """The column as compared with ``codes``: byte for byte when they are all ASCII text
+    (see ExactText), as it is otherwise (numbers, booleans, non-ASCII codes)."""
+    if all(isinstance(c, str) and c.isascii() for c in codes):
+        return ExactText(column)
+    return column
 
 
 def _code_literal(code: Any) -> ColumnElement[Any]:
