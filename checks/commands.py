@@ -24,7 +24,7 @@ def checks_group() -> None:
 
 
 def _since(value: str | None) -> timedelta | None:
-    from kpis.durations import parse
+    from kpis.strict import duration as parse
 
     if value is None:
         return None

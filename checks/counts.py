@@ -117,7 +117,10 @@ def _measure(spec: CheckSpec, q: sa.Subquery, fields: Fields) -> _Measure:
             outside.append(column > _literal(args["max_value"]))
         return _Measure(considered, sa.or_(*outside))
     if spec.expectation == MAX:
-        return _Measure(None, None, sa.func.max(column))
+        if spec.newest_until is None:
+            return _Measure(None, None, sa.func.max(column))
+        return _Measure(None, None, sa.func.max(
+            sa.case((column <= _literal(spec.newest_until), column))))
     raise ValueError(f"{spec.expectation} is not a built-in shape")  # a CareKPI bug
 
 

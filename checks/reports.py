@@ -7,6 +7,8 @@ on request, primary keys. No row value can reach a report because none is in a r
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 from pathlib import Path
 from typing import Any, TextIO
 from xml.etree import ElementTree as ET
@@ -14,6 +16,8 @@ from xml.etree import ElementTree as ET
 from checks.describe import describe
 from checks.results import CheckResult, exit_code, format_ratio, summary
 from checks.run_info import RunInfo
+
+log = logging.getLogger(__name__)
 
 STATUS_STYLE = {"passed": "green", "failed": "bold red", "warning": "yellow", "error": "bold red"}
 
@@ -137,10 +141,16 @@ def write_report_dir(results: list[CheckResult], directory: Path, run: RunInfo, 
     from checks.html_report import html_page
 
     directory.mkdir(parents=True, exist_ok=True)
-    history.append(directory, run, results)
     with open(directory / "checks.json", "w", encoding="utf-8") as out:
         write_json(results, out, run, strict=strict)
     with open(directory / "checks.junit.xml", "w", encoding="utf-8") as out:
         write_junit(results, out, run, strict=strict)
-    page = html_page(results, run, strict=strict, trends=history.trends(directory))
+    try:
+        history.append(directory, run, results)
+        trends = history.trends(directory)
+    except (sqlite3.Error, OSError) as exc:  # a damaged history costs the trends, not the run
+        log.warning("the history %s could not be used (%s: %s); the reports are written "
+                    "without trends", directory / history.FILE, type(exc).__name__, exc)
+        trends = {}
+    page = html_page(results, run, strict=strict, trends=trends)
     (directory / "checks.html").write_text(page, encoding="utf-8")

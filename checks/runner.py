@@ -22,7 +22,7 @@ from checks import batches, counts, gx_engine, suites
 from checks.results import MAX_KEYS, CheckResult
 from checks.suites import CheckSpec
 from kpis import checks_config
-from kpis.config import Config
+from kpis.config import Config, Entity
 from kpis.db import engines as db_engines
 from kpis.db import errors as db_errors
 from kpis.db.entity import MappedEntity
@@ -78,7 +78,7 @@ def run_suites(config: Config, entity: str | None = None, suite: str | None = No
             if since is not None:
                 local = suites.local_time(now, config.entities[name].timezone)
                 bound = local - since
-            engine = _engine(config, config.entities[name].source, engines)
+            engine = _engine(config, config.entities[name], engines)
             typed = _probe(config, name, engine)
             one_pass = [i for i in indexes if i not in expectations]
             if one_pass:
@@ -144,9 +144,12 @@ def _counted(spec: CheckSpec, measured: counts.Counts, now: datetime, elapsed: f
 
 
 def _quiet_gx() -> Any:
+    """Great Expectations, imported with its logging off: it logs a failed query at ERROR
+    with the statement, its bound values and a traceback (stderr would carry them). A check
+    it cannot evaluate is reported by the runner instead, in one line, details withheld."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     for name in ("great_expectations", "posthog", "backoff"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     import great_expectations as gx
 
     return gx
@@ -167,18 +170,22 @@ def _context(gx: Any) -> Any:
     return gx.get_context(mode="ephemeral", project_config=project)
 
 
-def _engine(config: Config, source: str, engines: dict[str, sa.Engine]) -> sa.Engine:
-    """The source's engine, built like the collectors' (read-only session, statement timeout,
-    application name), checked with one ``SELECT 1``."""
-    if source in engines:
-        return engines[source]
+def _engine(config: Config, entity: Entity, engines: dict[str, sa.Engine]) -> sa.Engine:
+    """The entity's source's engine, built like the collectors' (read-only session, statement
+    timeout, application name), checked with one ``SELECT 1``. Its sessions run in the
+    entity's zone: the bounds of ``--since`` and of the plausibility checks are the zone's
+    wall-clock times, which PostgreSQL reads in the session zone against ``timestamptz``."""
+    source = entity.source
+    key = f"{source} {entity.timezone}"
+    if key in engines:
+        return engines[key]
     settings = config.sources[source]
     try:
-        engine = db_engines.create(source, settings)
+        engine = db_engines.create(source, settings, session_zone=entity.timezone)
         db_errors.ping(engine)
     except (sa.exc.SQLAlchemyError, ImportError) as exc:
         raise db_errors.unreachable(source, settings.masked_url, exc) from None
-    engines[source] = engine
+    engines[key] = engine
     return engine
 
 

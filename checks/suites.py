@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from kpis import model
+from kpis import checks_config, model
 from kpis.checks_config import SUITES, ChecksConfig, CustomCheck, format_regex
 from kpis.config import Config, Entity
 
@@ -26,8 +26,6 @@ TIME_ORDER: dict[str, tuple[tuple[str, str], ...]] = {
 }
 # Planned times, legitimately in the future: exempt from the "no future timestamps" check.
 SCHEDULED = {("appointments", "start"), ("follow_ups", "due_from")}
-COLUMN_ARGS = ("column", "column_A", "column_B")
-LIST_ARGS = ("column_list",)
 
 
 @dataclass(frozen=True)
@@ -40,6 +38,9 @@ class CheckSpec:
     threshold: float | None  # a ratio 0..1, or seconds for freshness
     expectation: str  # GX snake-case name
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # Freshness: the newest record up to this local time; a record dated later is not_future's
+    # defect, not fresh data (as D5 bounds the newest record by now).
+    newest_until: datetime | None = None
 
     @property
     def unit(self) -> str:
@@ -64,7 +65,8 @@ def builtin(config: Config, checks: ChecksConfig, name: str, now: datetime) -> l
     entity = config.entities[name]
     specs: list[CheckSpec] = []
 
-    def add(check: str, label: str, expectation: str, **kwargs: Any) -> None:
+    def add(check: str, label: str, expectation: str, until: datetime | None = None,
+            **kwargs: Any) -> None:
         enabled, threshold, severity = checks.rule(name, check)
         if not enabled:
             return
@@ -72,7 +74,7 @@ def builtin(config: Config, checks: ChecksConfig, name: str, now: datetime) -> l
         if threshold < 1.0 and check != "freshness":
             kwargs["mostly"] = threshold
         specs.append(CheckSpec(name, suite, check, label, severity, threshold, expectation,
-                               kwargs))
+                               kwargs, until))
 
     required = required_mapped(checks, name, entity)
     for field_name in required:
@@ -107,29 +109,20 @@ def builtin(config: Config, checks: ChecksConfig, name: str, now: datetime) -> l
     fresh = model.FRESHNESS_FIELD.get(name)
     if fresh and entity.mapped(fresh):
         oldest = local_now - timedelta(seconds=checks.freshness_max_age.seconds)
-        add("freshness", fresh, "expect_column_max_to_be_between", column=fresh,
-            min_value=oldest)
+        add("freshness", fresh, "expect_column_max_to_be_between", until=local_now,
+            column=fresh, min_value=oldest)
     return specs
 
 
 def custom(check: CustomCheck) -> CheckSpec:
     """A user's check; logical names stay (the check query aliases columns to them)."""
-    columns = [str(check.kwargs[a]) for a in COLUMN_ARGS if a in check.kwargs]
-    for arg in LIST_ARGS:
-        if isinstance(check.kwargs.get(arg), list):
-            columns.extend(str(c) for c in check.kwargs[arg])
     kwargs = dict(check.kwargs)
-    return CheckSpec(check.entity, "custom", check.check, ",".join(columns) or "*",
+    return CheckSpec(check.entity, "custom", check.check, check.label,
                      check.severity, kwargs.get("mostly"), check.expectation, kwargs)
 
 
 def referenced_columns(spec: CheckSpec) -> list[str]:
-    names = [str(spec.kwargs[a]) for a in COLUMN_ARGS if a in spec.kwargs]
-    for arg in LIST_ARGS:
-        value = spec.kwargs.get(arg)
-        if isinstance(value, list):
-            names.extend(str(c) for c in value)
-    return names
+    return checks_config.referenced_columns(spec.kwargs)
 
 
 def select(config: Config, checks: ChecksConfig, now: datetime, entity: str | None = None,

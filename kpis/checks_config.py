@@ -69,6 +69,20 @@ class Rule(Strict):
     severity: Severity | None = None
 
 
+COLUMN_ARGS = ("column", "column_A", "column_B")
+LIST_ARGS = ("column_list",)
+
+
+def referenced_columns(kwargs: Mapping[str, Any]) -> list[str]:
+    """The logical columns an expectation's arguments name, in argument order."""
+    names = [str(kwargs[a]) for a in COLUMN_ARGS if a in kwargs]
+    for arg in LIST_ARGS:
+        value = kwargs.get(arg)
+        if isinstance(value, list):
+            names.extend(str(c) for c in value)
+    return names
+
+
 class CustomCheck(Strict):
     entity: str
     expectation: str
@@ -86,6 +100,11 @@ class CustomCheck(Strict):
     @property
     def check(self) -> str:
         return self.name or self.expectation
+
+    @property
+    def label(self) -> str:
+        """The ``column`` of its results and metrics: the columns it reads, or ``*``."""
+        return ",".join(referenced_columns(self.kwargs)) or "*"
 
 
 class ChecksConfig(Strict):
@@ -161,9 +180,16 @@ def cross_check(checks: ChecksConfig, entities: Mapping[str, Any]) -> None:
     seen: set[tuple[str, str, str]] = set()
     for index, custom in enumerate(checks.custom):
         _known_entity(entities, custom.entity, ("custom", str(index), "entity"))
-        ident = (custom.entity, custom.check, repr(sorted(custom.kwargs.items())))
+        if custom.check in BUILTIN_CHECKS:
+            raise Invalid(("checks", "custom", str(index), "name"),
+                          f"{custom.check!r} is a built-in check's name; choose another")
+        # A result is known by entity, check and column(s): in the report, the history and
+        # the metrics (two checks with one identity would be two series with one label set).
+        ident = (custom.entity, custom.check, custom.label)
         if ident in seen:
-            raise Invalid(("checks", "custom", str(index)), "duplicate check; give it a name")
+            raise Invalid(("checks", "custom", str(index)),
+                          f"another check of {custom.entity} is named {custom.check!r} on "
+                          f"{custom.label}; give this one a different name")
         seen.add(ident)
 
 

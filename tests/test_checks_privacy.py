@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -108,3 +109,19 @@ def test_importing_the_cli_does_not_load_great_expectations():
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_query_great_expectations_cannot_run_prints_no_statement(fresh_database, tmp_path):
+    """GX logs a failed query with its statement, bound values and a traceback; the run says
+    one line per check instead (here SQLite's regexp fails on the pattern '([')."""
+    url = fresh_database("sqlite")
+    data.build(url, data.now())
+    path = data.write_config(tmp_path / "carekpi.yaml", url, custom=[{
+        "entity": "appointments", "expectation": "expect_column_values_to_match_regex",
+        "kwargs": {"column": "department", "regex": "(["}}])
+    carekpi = str(Path(sys.executable).with_name("carekpi"))
+    result = subprocess.run([carekpi, "checks", "run", "--config", path, "--suite", "custom"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "could not evaluate the check (details withheld" in result.stdout
+    assert result.stderr == ""

@@ -158,3 +158,20 @@ def test_history_charts_each_checks_unexpected_ratio_over_runs(tmp_path):
     assert len(heights) == 3 and heights[0] > heights[1] > heights[2]  # rising (SVG y down)
     steady = next(r for r in page.split("<tr ") if ">completeness<" in r and ">id<" in r)
     assert "over the last 3 runs; latest 0.00%" in steady
+
+
+def test_a_damaged_history_costs_the_trends_not_the_reports(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 'clinic.db'}"
+    data.build(url, data.now())
+    path = data.write_config(tmp_path / "carekpi.yaml", url, custom=[])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "checks-history.sqlite").write_text("not a database\n")
+    with caplog.at_level("WARNING"):
+        result = CliRunner().invoke(checks_group, ["run", "--config", path, "--full",
+                                                   "--report-dir", str(out)])
+    assert result.exit_code == 1, result.output  # the planted defects, as without a history
+    assert {"checks.json", "checks.junit.xml", "checks.html"} <= {p.name for p in out.iterdir()}
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"the history {out / 'checks-history.sqlite'} could not be used (DatabaseError: file "
+        "is not a database); the reports are written without trends"]

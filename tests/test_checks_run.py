@@ -189,6 +189,30 @@ def test_custom_check_mistakes_are_one_line_exit_2(fresh_database, tmp_path, cus
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
+NOT_NULL = "expect_column_values_to_not_be_null"
+
+
+@pytest.mark.parametrize("custom, message", [
+    ([{"name": "freshness", "expectation": NOT_NULL, "kwargs": {"column": "clinic"}}],
+     "checks.custom.0.name: 'freshness' is a built-in check's name; choose another"),
+    ([{"expectation": NOT_NULL, "kwargs": {"column": "clinic", "mostly": 0.9}},
+      {"expectation": NOT_NULL, "kwargs": {"column": "clinic", "mostly": 0.99}}],
+     f"checks.custom.1: another check of appointments is named {NOT_NULL!r} on clinic; "
+     "give this one a different name"),
+])
+def test_two_checks_never_share_one_identity(fresh_database, tmp_path, custom, message):
+    """A result is known by entity, check and column: in the report, the history and the
+    metrics (two would be one series twice, and a failure could hide behind a pass)."""
+    url = fresh_database("sqlite")
+    data.build(url, data.now())
+    path = data.write_config(tmp_path / "carekpi.yaml", url,
+                             custom=[{"entity": "appointments", **c} for c in custom])
+    result = CliRunner().invoke(checks_group, ["run", "--config", path])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_mapped_column_missing_and_unreachable_database(fresh_database, tmp_path):
     url = fresh_database("sqlite")
     data.build(url, data.now())
@@ -215,3 +239,63 @@ def test_unknown_checks_key_is_a_config_error(fresh_database, tmp_path):
     result = CliRunner().invoke(checks_group, ["run", "--config", path])
     assert result.exit_code == 2
     assert "checks.thresholds: unknown key" in result.stderr.strip()
+
+
+def test_timestamptz_columns_are_checked_in_the_entitys_zone(fresh_database):
+    """The bounds of --since and not_future are New York wall-clock times: PostgreSQL must
+    read them in that zone against timestamptz (in UTC every recent record was 'future')."""
+    url = fresh_database("postgresql")
+    engine = sa.create_engine(url)
+    hours_ago = (1, 3, 23, 26, 28, 40)  # received; the first two were answered
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE inbox (msg_id int, site text, chan text, "
+                             "recv timestamptz, resp timestamptz)"))
+        for i, h in enumerate(hours_ago, 1):
+            conn.execute(sa.text(
+                "INSERT INTO inbox VALUES (:i, 'north', 'portal', now() - make_interval("
+                "hours => :h), CASE WHEN :i <= 2 THEN now() - make_interval(hours => :h) "
+                "+ interval '30 minutes' END)"), {"i": i, "h": h})
+    engine.dispose()
+    config = kpi_config.parse({
+        "version": 1, "sources": {"s": {"url": url}},
+        "entities": {"messages": {
+            "source": "s", "table": "inbox", "timezone": "America/New_York",
+            "fields": {"id": "msg_id", "clinic": "site", "channel": "chan",
+                       "received": "recv", "first_response": "resp"}}}}, "carekpi.yaml")
+    results = _by_key(run_suites(config, since=timedelta(hours=24)))
+    within = sum(h < 24 for h in hours_ago)
+    assert results[("messages", "completeness", "id")].elements == within
+    assert results[("messages", "not_future", "received")].unexpected == 0
+    assert results[("messages", "not_future", "first_response")].unexpected == 0
+    assert 3600 <= results[("messages", "freshness", "received")].observed < 3600 + 60
+
+
+def test_a_record_dated_in_the_future_does_not_make_stale_data_fresh(db_url):
+    moment = data.now()
+    data.build(db_url, moment, fresh=False)  # the newest message is 5 hours old
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO msg (msg_id, site, chan, recv_ts) "
+                             "VALUES (999, 'north', 'portal', '2030-01-01 00:00:00')"))
+    engine.dispose()
+    config = kpi_config.parse(data.config(db_url), "carekpi.yaml")
+    results = _by_key(run_suites(config, entity="messages", now=moment))
+    freshness = results[("messages", "freshness", "received")]
+    assert 5 * 3600 <= freshness.observed < 5 * 3600 + 60
+    assert not freshness.passed
+    assert results[("messages", "not_future", "received")].unexpected == 1
+
+
+@pytest.mark.parametrize("since, message", [
+    ("0s", "must be longer than zero"),
+    ("abc", "expected a duration such as 30s"),
+    ("999999d", "a duration must be finite and at most 10 years"),
+])
+def test_a_bad_since_is_one_line_exit_2(fresh_database, tmp_path, since, message):
+    url = fresh_database("sqlite")
+    data.build(url, data.now())
+    path = data.write_config(tmp_path / "carekpi.yaml", url)
+    result = CliRunner().invoke(checks_group, ["run", "--config", path, "--since", since])
+    assert result.exit_code == 2
+    assert "--since" in result.stderr and message in result.stderr
+    assert "Traceback" not in result.output and "unexpected" not in result.stderr

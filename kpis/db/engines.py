@@ -29,8 +29,10 @@ from kpis.errors import SourceError
 _sqlite_deadlines: dict[int, float] = {}  # id(sqlite3 connection) -> monotonic deadline
 
 
-def create(name: str, source: Source) -> sa.Engine:
-    """A pooled, read-only engine for one configured source."""
+def create(name: str, source: Source, session_zone: str = "UTC") -> sa.Engine:
+    """A pooled, read-only engine for one configured source. ``session_zone`` is PostgreSQL's
+    session time zone: the zone in which it reads a naive time compared with a
+    ``timestamptz`` column (the refreshes set it per transaction instead)."""
     url = make_url(source.url)
     timeout = source.query_timeout.seconds
     connect = source.connect_timeout.seconds
@@ -60,7 +62,7 @@ def create(name: str, source: Source) -> sa.Engine:
         # then plan for the first tenth of the rows (nested loops over hash aggregates) and
         # the whole query takes several times longer.
         options = (f"-c default_transaction_read_only=on -c statement_timeout={int(timeout * 1000)}"
-                   f" -c TimeZone=UTC -c jit=off -c application_name=carekpi-{name}"
+                   f" -c TimeZone={session_zone} -c jit=off -c application_name=carekpi-{name}"
                    " -c standard_conforming_strings=on -c cursor_tuple_fraction=1")
         # A silent network (nothing acknowledges) is noticed by keepalives and TCP_USER_TIMEOUT.
         kwargs["connect_args"] = {"options": options, "connect_timeout": int(max(1, connect)),
