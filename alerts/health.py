@@ -52,18 +52,23 @@ def stale_feed_alert(item: KpiRules, calendar: Calendar | None, runbook_base: st
 
 
 def refresh_stale_alert(runbook_base: str, job: str = DEFAULT_JOB) -> Rule:
+    """A window whose last success is older than a few intervals, or a KPI failing that has
+    never succeeded since the exporter started (it has no last success to age: a table the
+    exporter may not read, a column that is missing)."""
     name = names.ALERT_REFRESH_STALE
+    never = (f"{names.KPI_UP} == 0\n  unless on (job, instance, {names.KPI}, {names.SOURCE}) "
+             f"{names.KPI_LAST_SUCCESS}")
     return {
         "alert": name,
         "expr": f"time() - {names.KPI_LAST_SUCCESS}\n  > {STALE_REFRESHES} * "
-                f"{names.KPI_REFRESH_INTERVAL}",
+                f"{names.KPI_REFRESH_INTERVAL}\nor\n  {never}",
         "for": "5m",
         "labels": labels.fixed("warning", job, clinic=ALL),
         "annotations": runbook.rule_annotations(
             name, "A KPI has not refreshed successfully for several intervals.",
-            "{{ $labels.kpi }} from source {{ $labels.source }}: last successful refresh "
-            "{{ $value | humanizeDuration }} ago, more than "
-            f"{STALE_REFRESHES} refresh intervals.", runbook_base),
+            "{{ $labels.kpi }} from source {{ $labels.source }}: no successful refresh for "
+            f"more than {STALE_REFRESHES} refresh intervals, or none since the exporter "
+            f"started (failures: {names.KPI_REFRESH_ERRORS}_total).", runbook_base),
     }
 
 

@@ -60,7 +60,9 @@ def stale_feed_tests(item: settings.KpiRules, calendar: Calendar | None, runbook
 
 def refresh_stale_test(runbook_base: str, job: str) -> Test:
     """Per window: no_show's 1h last refreshed at 0 with a 60 s interval: firing at 10m; its
-    30d window (15 min interval), also not refreshed since 0, and wait's 1h: silent."""
+    30d window (15 min interval), also not refreshed since 0, and wait's 1h: silent. nps
+    fails from the start (up 0, no last success): firing at 10m, once; no_show's up 0 adds
+    no second alert to its stale window's."""
     rule = health.refresh_stale_alert(runbook_base, job)
     inputs = []
     for kpi, window, every, values in (("no_show", "1h", 60, "0+0x15"),
@@ -70,8 +72,11 @@ def refresh_stale_test(runbook_base: str, job: str) -> Test:
         inputs.append({"series": selector(names.KPI_LAST_SUCCESS, **labels),
                        "values": values})
         inputs.append(series(names.KPI_REFRESH_INTERVAL, every, 15, **labels))
-    expected = _firing(rule, {"kpi": "no_show", "source": SOURCE, "window": "1h"}, 600.0)
-    return _cases(rule["alert"], inputs, [("4m", []), ("10m", [expected])])
+    for kpi, up in (("no_show", 0), ("wait_to_be_seen", 1), ("nps", 0)):
+        inputs.append(series(names.KPI_UP, up, 15, kpi=kpi, source=SOURCE))
+    stale = _firing(rule, {"kpi": "no_show", "source": SOURCE, "window": "1h"}, 600.0)
+    never = _firing(rule, {"kpi": "nps", "source": SOURCE}, 0.0)
+    return _cases(rule["alert"], inputs, [("4m", []), ("10m", [stale, never])])
 
 
 def source_down_test(runbook_base: str, job: str) -> Test:

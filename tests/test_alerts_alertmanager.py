@@ -182,3 +182,23 @@ def test_one_shard_absent_silences_only_its_own_instance(alertmanager):
                      ("CareKPIRefreshStale", "shard-a:9880"): "suppressed",
                      ("CareKPIRefreshStale", "shard-b:9880"): "active",
                      ("CareKPINoShowTargetBreach", "DTN"): "active"}
+
+
+def test_one_locked_table_one_ticket(alertmanager):
+    """Ten KPIs of one source stale at once (a locked table): one ticket lists them all; a
+    stale KPI of another source is its own ticket."""
+    stale = [kpi_alert("CareKPIRefreshStale", kpi, "all", "warning", "stale", source="ehr")
+             for kpi in ("no_show", "late_cancellation", "lead_time", "wait_to_be_seen",
+                         "visit_cycle_time", "reminder_coverage", "telehealth",
+                         "online_booking", "no_show_by_reminder", "freshness")]
+    other = kpi_alert("CareKPIRefreshStale", "response_sla", "all", "warning", "stale",
+                      source="portal")
+    post_alerts(alertmanager, [*stale, other])
+    deadline = time.monotonic() + 10
+    while True:
+        with urllib.request.urlopen(alertmanager + "/api/v2/alerts/groups", timeout=5) as r:
+            groups = [g for g in json.load(r) if g["receiver"]["name"] == "tickets"]
+        if sum(len(g["alerts"]) for g in groups) == 11 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sorted(len(g["alerts"]) for g in groups) == [1, 10]

@@ -154,7 +154,7 @@ def test_every_metric_a_rule_reads_is_emitted_or_recorded():
     files = build.build_files(None)
     recorded = {r["record"] for r in rules(files, build.RECORDING_FILE)}
     emitted = {m for k in catalog.load() for m in names.kpi_metrics(k)}
-    emitted |= {names.KPI_TARGET, names.SOURCE_UP, names.KPI_LAST_SUCCESS,
+    emitted |= {names.KPI_TARGET, names.SOURCE_UP, names.KPI_UP, names.KPI_LAST_SUCCESS,
                 names.KPI_REFRESH_INTERVAL, names.NEWEST_RECORD, names.KPI_SUSPECT, "up",
                 names.CHECK_PASSED, names.CHECK_LAST_RUN, f"{names.BUILD_INFO}_info"}
     text = "\n".join(r.get("expr", "") for f in files for r in rules(files, f))
