@@ -146,3 +146,24 @@ def test_one_out_of_range_timestamp_is_one_excluded_record(db_url: str) -> None:
         assert excluded(results[key], "unusable_duration", clinic="north", window="1d") == 1
     south = cell(results["wait_to_be_seen"], clinic="south", window="1d").histogram
     assert (south.count, south.sum) == (1, 2100.0)
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+def test_a_text_column_mapped_as_a_number_is_named_not_a_crash(fresh_database, dialect) -> None:
+    url = fresh_database(dialect)
+    known_data.load(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE survey_answer DROP COLUMN points"))
+        conn.execute(sa.text("ALTER TABLE survey_answer ADD COLUMN points VARCHAR(20)"))
+    engine.dispose()
+    config = config_module.parse(known_data.config(url), "known.yaml")
+    engines = create_engines(config)
+    try:
+        findings = [str(f) for f in check_live(config, engines) if "points" in str(f)]
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    assert len(findings) == 1
+    assert findings[0].startswith("error: entities.surveys.fields.score: column 'points' has "
+                                  "type VARCHAR(20); a number or boolean is needed")

@@ -161,20 +161,22 @@ def _field_problem(conn: sa.Connection, e: MappedEntity, name: str,
         type_ = columns.get(mapping, columns.get(mapping.lower()))
         if type_ is None:
             return f"column {mapping!r} not found in table {e.config.table!r}"
+    kind = e.fields[name].type
+    if type_ is not None:  # the column's declared type first: the driver may not read it as one
+        if kind is model.FieldType.TIMESTAMP and not isinstance(type_, _TIME_OK):
+            return f"column {mapping!r} has type {type_}; a timestamp is needed"
+        coded_bool = kind is model.FieldType.BOOL and name in e.config.codes  # Y/N, S/N, T/F
+        if kind in (model.FieldType.NUMBER, model.FieldType.BOOL) and not coded_bool and \
+                not isinstance(type_, _NUMERIC_OK):
+            return f"column {mapping!r} has type {type_}; a number or boolean is needed"
+    shown = mapping if isinstance(mapping, str) else "expression"
     try:
         conn.execute(sa.select(e.col(name)).select_from(e.from_).limit(1)).all()
     except sa.exc.DBAPIError as exc:
         conn.rollback()
-        shown = mapping if isinstance(mapping, str) else "expression"
         return (f"{shown!r} cannot be selected from {e.config.table or 'the query'} "
                 f"({describe(exc)})")
-    kind = e.fields[name].type
-    if type_ is None:
-        return None
-    if kind is model.FieldType.TIMESTAMP and not isinstance(type_, _TIME_OK):
-        return f"column {mapping!r} has type {type_}; a timestamp is needed"
-    coded_bool = kind is model.FieldType.BOOL and name in e.config.codes  # Y/N, S/N, T/F
-    if kind in (model.FieldType.NUMBER, model.FieldType.BOOL) and not coded_bool and \
-            not isinstance(type_, _NUMERIC_OK):
-        return f"column {mapping!r} has type {type_}; a number or boolean is needed"
+    except sa.exc.InvalidRequestError:  # e.g. text where a number is mapped (PostgreSQL)
+        conn.rollback()
+        return f"{shown!r} cannot be read as a {kind.value} (check the column's type)"
     return None
