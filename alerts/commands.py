@@ -17,6 +17,15 @@ def alerts_group() -> None:
     """Prometheus recording and alerting rules built from the KPI catalog and targets."""
 
 
+def _plain_job(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Prometheus expands an alert's labels as templates: ``{{`` in the job would become
+    something else, and the alerts would no longer carry the job they inhibit by."""
+    if "{{" in value:
+        raise click.BadParameter("'{{' would be expanded by Prometheus' rule templating; "
+                                 "use the job name as Prometheus scrapes it")
+    return value
+
+
 @alerts_group.command("build")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               help="carekpi.yaml with targets, clinic targets, windows, calendar.")
@@ -24,7 +33,7 @@ def alerts_group() -> None:
               help="Directory for recording.yaml and alerts.yaml (e.g. alerts/generated).")
 @click.option("--tests-out", type=click.Path(file_okay=False, path_type=Path),
               help="Also write promtool unit tests here (they refer to --out relatively).")
-@click.option("--job", default=DEFAULT_JOB, show_default=True,
+@click.option("--job", default=DEFAULT_JOB, show_default=True, callback=_plain_job,
               help="Prometheus scrape job of the exporter (for CareKPIExporterAbsent).")
 @click.option("--runbook-url", default=RUNBOOK_URL, show_default=True,
               help="Base URL of your copy of the runbook; alerts link to <url>#<alert>.")

@@ -66,6 +66,10 @@ def test_a_bad_option_value_is_one_line_naming_the_option(tmp_path: Path):
     line = one_line_exit_2(["collect", "--once", "--config", str(bad), "--as-of", "yesterday"])
     assert "--as-of" in line and "ISO 8601" in line
     assert "No such command" in one_line_exit_2(["colect"])
+    # Prometheus would expand it in every alert's job label: the inhibitions then miss.
+    line = one_line_exit_2(["alerts", "build", "--out", str(tmp_path / "out"),
+                            "--job", "a{{ .Value }}"])
+    assert "--job" in line and "rule templating" in line
 
 
 def test_an_unexpected_error_is_withheld_not_a_traceback(monkeypatch):
