@@ -107,5 +107,8 @@ def check_select(config: Config, checks: ChecksConfig, name: str,
             raise ConfigError(config.path, f"entities.{name}.fields",
                               f"--since needs {name}.{fresh} mapped (its main timestamp)")
         bound = since.replace(microsecond=0).isoformat(sep=" ")
-        stmt = stmt.where(entity.expression(fresh) >= sa.literal(bound, sa.String))
+        # A record without its main timestamp is in no window, yet is the completeness
+        # defect a windowed (scheduled) run must still see: it is checked in every run.
+        stamp = entity.expression(fresh)
+        stmt = stmt.where(sa.or_(stamp >= sa.literal(bound, sa.String), stamp.is_(None)))
     return stmt

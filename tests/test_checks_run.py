@@ -299,3 +299,21 @@ def test_a_bad_since_is_one_line_exit_2(fresh_database, tmp_path, since, message
     assert result.exit_code == 2
     assert "--since" in result.stderr and message in result.stderr
     assert "Traceback" not in result.output and "unexpected" not in result.stderr
+
+
+def test_a_windowed_run_still_sees_records_without_their_main_timestamp(db_url):
+    moment = data.now()
+    data.build(db_url, moment)
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO msg (msg_id, site, chan) VALUES "
+                             "(901, 'north', 'portal'), (902, 'north', 'portal')"))
+        in_window = conn.execute(sa.text("SELECT count(*) FROM msg WHERE recv_ts >= :b"),
+                                 {"b": (moment - timedelta(hours=24)).replace(tzinfo=None)}
+                                 ).scalar()
+    engine.dispose()
+    config = kpi_config.parse(data.config(db_url), "carekpi.yaml")
+    results = _by_key(run_suites(config, entity="messages", suite="completeness",
+                                 since=timedelta(hours=24), now=moment))
+    received = results[("messages", "completeness", "received")]
+    assert (received.elements, received.unexpected) == (in_window + 2, 2)
