@@ -69,7 +69,31 @@ def _check_entity(conn: sa.Connection, e: MappedEntity, where: str) -> list[Find
         if kind is model.FieldType.CODE or (kind is model.FieldType.BOOL
                                             and field_name in e.config.codes):
             findings.extend(_unmapped_codes(conn, e, field_name, where))
+    if e.mapped("first_response", "auto_ack") and not problems:
+        findings.extend(_response_is_acknowledgement(conn, e, where))
     return findings
+
+
+def _response_is_acknowledgement(conn: sa.Connection, e: MappedEntity, where: str
+                                 ) -> list[Finding]:
+    """first_response equal to auto_ack in most messages that have both: the mapped response
+    is the automatic acknowledgement, which never counts as one (M1), and M1 and M2 would
+    read as met however long staff take."""
+    response, ack = e.col("first_response"), e.col("auto_ack")
+    both = sa.and_(response.is_not(None), ack.is_not(None))
+    query = sa.select(sa.func.count(sa.case((both, 1))),
+                      sa.func.count(sa.case((sa.and_(both, response == ack), 1))))
+    try:
+        with_both, equal = conn.execute(query.select_from(e.from_)).one()
+    except sa.exc.DBAPIError:
+        conn.rollback()
+        return []
+    if not with_both or equal * 2 <= with_both:
+        return []
+    return [Finding("warning", f"{where}.fields.first_response",
+                    f"equals auto_ack in {equal} of {with_both} messages that have both: it "
+                    "seems to hold the automatic acknowledgement, which never counts as a "
+                    "response; map it to the first reply by staff")]
 
 
 def _unmapped_codes(conn: sa.Connection, e: MappedEntity, name: str, where: str

@@ -130,6 +130,7 @@ class Config(Strict):
                                    f"not a field of {name}{suggest(field_name, known)}")
             for field_name, mapping in entity.codes.items():
                 _check_codes(name, field_name, mapping, known)
+            _check_distinct(name, entity)
             _check_sql(name, entity, self.sources[entity.source], self.sql.allow_functions)
         for name, source in self.sources.items():
             _check_cadences(("sources", name), source.window_intervals, self.kpis.windows)
@@ -145,6 +146,18 @@ class Config(Strict):
     def entity(self, name: str) -> Entity | None:
         return self.entities.get(name)
 
+
+
+# Fields that must never read the same column: the second is what the first must not be.
+DISTINCT_FIELDS = {"messages": (("first_response", "auto_ack"),)}
+
+
+def _check_distinct(name: str, entity: Entity) -> None:
+    for first, other in DISTINCT_FIELDS.get(name, ()):
+        if first in entity.fields and entity.fields.get(other) == entity.fields[first]:
+            raise Located(("entities", name, "fields", other),
+                          f"the same column as {first}: an automatic acknowledgement never "
+                          "counts as a response (KPIS.md M1)")
 
 
 def _check_cadences(loc: tuple[str, ...], intervals: dict[Duration, Duration],

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from collectors.validate import check_live
 from kpis import config as config_module
 from kpis.db.engines import create_all as create_engines
+from kpis.errors import CareKPIError
 from kpis.snapshot import KpiResult
 from tests import known_data
 from tests.test_kpi_numbers import cell, counts, evaluate_at
@@ -167,3 +168,36 @@ def test_a_text_column_mapped_as_a_number_is_named_not_a_crash(fresh_database, d
     assert len(findings) == 1
     assert findings[0].startswith("error: entities.surveys.fields.score: column 'points' has "
                                   "type VARCHAR(20); a number or boolean is needed")
+
+
+def test_the_automatic_acknowledgement_is_never_the_response(fresh_database, tmp_path) -> None:
+    data = known_data.config("sqlite:///unused.db")
+    data["entities"]["messages"]["fields"]["first_response"] = "ack_at"
+    with pytest.raises(CareKPIError, match=r"entities\.messages\.fields\.auto_ack: the same "
+                                           r"column as first_response"):
+        config_module.parse(data, "known.yaml")
+    # Mapped to a column that holds the acknowledgement time: config validate says so.
+    url = fresh_database("sqlite")
+    known_data.load(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE inbox ADD COLUMN first_out_at DATETIME"))
+        conn.execute(sa.text("UPDATE inbox SET first_out_at = coalesce(ack_at, replied_at)"))
+        both, equal = conn.execute(sa.text(
+            "SELECT count(*), sum(first_out_at = ack_at) FROM inbox "
+            "WHERE first_out_at IS NOT NULL AND ack_at IS NOT NULL")).one()
+    engine.dispose()
+    data = known_data.config(url)
+    data["entities"]["messages"]["fields"]["first_response"] = "first_out_at"
+    config = config_module.parse(data, "known.yaml")
+    engines = create_engines(config)
+    try:
+        findings = [str(f) for f in check_live(config, engines) if "first_response" in str(f)]
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    assert both and equal * 2 > both
+    assert findings == [f"warning: entities.messages.fields.first_response: equals auto_ack in "
+                        f"{equal} of {both} messages that have both: it seems to hold the "
+                        "automatic acknowledgement, which never counts as a response; map it "
+                        "to the first reply by staff"]
