@@ -85,8 +85,9 @@ class CheckResultsCollector(Collector):
                               "passed the check in the latest run (0-1)", labels=LABELS),
             GaugeMetricFamily(names.CHECK_UNEXPECTED, "Records failing the check in the "
                               "latest run", labels=LABELS),
-            GaugeMetricFamily(names.CHECK_ELEMENTS, "Records checked in the latest run",
-                              labels=LABELS),
+            GaugeMetricFamily(names.CHECK_ELEMENTS, "Records in the latest run's batch, "
+                              "those without the checked value included (the observed ratio "
+                              "is over the records that have it)", labels=LABELS),
             GaugeMetricFamily(names.CHECK_LAST_RUN, "Unix time the latest check run finished"),
             GaugeMetricFamily(names.CHECK_DURATION, "Duration of the latest check run"),
         ]
