@@ -56,8 +56,11 @@ def refresh_stale_alert(runbook_base: str, job: str = DEFAULT_JOB) -> Rule:
     never succeeded since the exporter started (it has no last success to age: a table the
     exporter may not read, a column that is missing)."""
     name = names.ALERT_REFRESH_STALE
-    never = (f"{names.KPI_UP} == 0\n  unless on (job, instance, {names.KPI}, {names.SOURCE}) "
-             f"{names.KPI_LAST_SUCCESS}")
+    # Per window: a window that has never succeeded has an interval but no last success
+    # (another window of the KPI may well have one), while its KPI is down.
+    never = (f"{names.KPI_REFRESH_INTERVAL}\n  unless on (job, instance, {names.KPI}, "
+             f"{names.SOURCE}, {names.WINDOW}) {names.KPI_LAST_SUCCESS}\n  and on (job, "
+             f"instance, {names.KPI}, {names.SOURCE}) {names.KPI_UP} == 0")
     return {
         "alert": name,
         "expr": f"time() - {names.KPI_LAST_SUCCESS}\n  > {STALE_REFRESHES} * "

@@ -60,9 +60,10 @@ def stale_feed_tests(item: settings.KpiRules, calendar: Calendar | None, runbook
 
 def refresh_stale_test(runbook_base: str, job: str) -> Test:
     """Per window: no_show's 1h last refreshed at 0 with a 60 s interval: firing at 10m; its
-    30d window (15 min interval), also not refreshed since 0, and wait's 1h: silent. nps
-    fails from the start (up 0, no last success): firing at 10m, once; no_show's up 0 adds
-    no second alert to its stale window's."""
+    30d window (15 min interval), also not refreshed since 0, and wait's 1h: silent. Windows
+    that have never succeeded while their KPI is down fire too: all of nps's, and wait's 1d
+    although its 1h succeeds (wait is down); lead_time's 1d has no success yet but lead_time
+    is up (its first refresh has not finished): silent."""
     rule = health.refresh_stale_alert(runbook_base, job)
     inputs = []
     for kpi, window, every, values in (("no_show", "1h", 60, "0+0x15"),
@@ -72,11 +73,15 @@ def refresh_stale_test(runbook_base: str, job: str) -> Test:
         inputs.append({"series": selector(names.KPI_LAST_SUCCESS, **labels),
                        "values": values})
         inputs.append(series(names.KPI_REFRESH_INTERVAL, every, 15, **labels))
-    for kpi, up in (("no_show", 0), ("wait_to_be_seen", 1), ("nps", 0)):
+    for kpi, window in (("nps", "1d"), ("wait_to_be_seen", "1d"), ("lead_time", "1d")):
+        inputs.append(series(names.KPI_REFRESH_INTERVAL, 300, 15, kpi=kpi, source=SOURCE,
+                             window=window))
+    for kpi, up in (("no_show", 0), ("wait_to_be_seen", 0), ("nps", 0), ("lead_time", 1)):
         inputs.append(series(names.KPI_UP, up, 15, kpi=kpi, source=SOURCE))
     stale = _firing(rule, {"kpi": "no_show", "source": SOURCE, "window": "1h"}, 600.0)
-    never = _firing(rule, {"kpi": "nps", "source": SOURCE}, 0.0)
-    return _cases(rule["alert"], inputs, [("4m", []), ("10m", [stale, never])])
+    never = [_firing(rule, {"kpi": kpi, "source": SOURCE, "window": "1d"}, 300.0)
+             for kpi in ("nps", "wait_to_be_seen")]
+    return _cases(rule["alert"], inputs, [("4m", []), ("10m", [stale, *never])])
 
 
 def source_down_test(runbook_base: str, job: str) -> Test:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from checks import batches, counts, gx_engine, suites
 from checks.results import MAX_KEYS, CheckResult
 from checks.suites import CheckSpec
-from kpis import checks_config
+from kpis import checks_config, model
 from kpis.config import Config, Entity
 from kpis.db import engines as db_engines
 from kpis.db import errors as db_errors
@@ -112,9 +112,19 @@ def _run_counts(config: Config, checks: checks_config.ChecksConfig, name: str,
         with engine.connect() as conn:
             started = time.perf_counter()
             found = counts.run(conn, select, [spec for _, spec in work], fields)
+            # A record without its main timestamp is in no window, yet a windowed (scheduled)
+            # run must still see that defect: the timestamp's completeness counts them too.
+            stamp = model.FRESHNESS_FIELD.get(name)
+            missing = int(conn.execute(batches.undated(config, name)).scalar() or 0) if (
+                bound is not None and any(s.check == "completeness" and s.column == stamp
+                                          for _, s in work)) else 0
             shared = (time.perf_counter() - started) / len(work)
             results: dict[int, CheckResult] = {}
             for (index, spec), measured in zip(work, found, strict=True):
+                if missing and spec.check == "completeness" and spec.column == stamp:
+                    measured = counts.Counts(measured.elements + missing,
+                                             measured.considered + missing,
+                                             measured.unexpected + missing)
                 result = _counted(spec, measured, now, shared, timezone)
                 if show_failing_keys and not result.passed:
                     started = time.perf_counter()
@@ -176,12 +186,13 @@ def _engine(config: Config, entity: Entity, engines: dict[str, sa.Engine]) -> sa
     entity's zone: the bounds of ``--since`` and of the plausibility checks are the zone's
     wall-clock times, which PostgreSQL reads in the session zone against ``timestamptz``."""
     source = entity.source
-    key = f"{source} {entity.timezone}"
+    settings = config.sources[source]
+    zone = entity.timezone if settings.backend == "postgresql" else "UTC"  # others: no matter
+    key = f"{source} {zone}"
     if key in engines:
         return engines[key]
-    settings = config.sources[source]
     try:
-        engine = db_engines.create(source, settings, session_zone=entity.timezone)
+        engine = db_engines.create(source, settings, session_zone=zone)
         db_errors.ping(engine)
     except (sa.exc.SQLAlchemyError, ImportError) as exc:
         raise db_errors.unreachable(source, settings.masked_url, exc) from None

@@ -38,8 +38,8 @@ class CheckSpec:
     threshold: float | None  # a ratio 0..1, or seconds for freshness
     expectation: str  # GX snake-case name
     kwargs: dict[str, Any] = field(default_factory=dict)
-    # Freshness: the newest record up to this local time; a record dated later is not_future's
-    # defect, not fresh data (as D5 bounds the newest record by now).
+    # Freshness: the newest record up to this local time (now and not_future's tolerance); a
+    # record dated later is not_future's defect, not fresh data (D5 bounds it by now too).
     newest_until: datetime | None = None
 
     @property
@@ -109,7 +109,7 @@ def builtin(config: Config, checks: ChecksConfig, name: str, now: datetime) -> l
     fresh = model.FRESHNESS_FIELD.get(name)
     if fresh and entity.mapped(fresh):
         oldest = local_now - timedelta(seconds=checks.freshness_max_age.seconds)
-        add("freshness", fresh, "expect_column_max_to_be_between", until=local_now,
+        add("freshness", fresh, "expect_column_max_to_be_between", until=latest,
             column=fresh, min_value=oldest)
     return specs
 

@@ -19,6 +19,7 @@ from collectors.plan import (
 from collectors.sqlfuncs import days_between, later_of, number, seconds_between, text_literal
 from kpis.catalog import Kpi
 from kpis.db.entity import MappedEntity
+from kpis.plausibility import UNKNOWN_CANCELLATIONS
 
 ATTENDED_OR_NOSHOW = ("fulfilled", "arrived", "checked-in", "noshow")
 BOOKED = ("booked", "arrived", "fulfilled", "cancelled", "noshow", "checked-in")
@@ -95,7 +96,7 @@ def late_cancellation(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     late = sa.and_(cancelled, notice < number(24 * HOUR))
     return _plan(ctx, kpi, e, [Measure("denominator", booked),
                                Measure("numerator", sa.and_(booked, late)),
-                               excluded("unknown_cancellation_time", unknown)])
+                               excluded(UNKNOWN_CANCELLATIONS, unknown)])
 
 
 def lead_time(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:

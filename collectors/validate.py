@@ -85,9 +85,10 @@ def _response_is_acknowledgement(conn: sa.Connection, e: MappedEntity, where: st
                       sa.func.count(sa.case((sa.and_(both, response == ack), 1))))
     try:
         with_both, equal = conn.execute(query.select_from(e.from_)).one()
-    except sa.exc.DBAPIError:
+    except sa.exc.DBAPIError as exc:
         conn.rollback()
-        return []
+        return [Finding("warning", f"{where}.fields.first_response",
+                        f"could not be compared with auto_ack ({describe(exc)})")]
     if not with_both or equal * 2 <= with_both:
         return []
     return [Finding("warning", f"{where}.fields.first_response",

@@ -201,3 +201,47 @@ def test_the_automatic_acknowledgement_is_never_the_response(fresh_database, tmp
                         f"{equal} of {both} messages that have both: it seems to hold the "
                         "automatic acknowledgement, which never counts as a response; map it "
                         "to the first reply by staff"]
+
+
+@pytest.mark.parametrize("late, unknown, doubtful", [
+    (0, 15, True),  # the cancellation-time column empty: 0 % late rests on nothing
+    (20, 15, False),  # most cancellations judged
+    (0, 9, False),  # too few to judge
+])
+def test_a_late_cancellation_rate_over_mostly_unknown_times_is_suspect(
+        late: int, unknown: int, doubtful: bool) -> None:
+    from kpis import catalog, plausibility
+    from kpis.snapshot import Cell
+
+    kpi = next(k for k in catalog.load() if k.key == "late_cancellation")
+    cell = Cell((("clinic", "north"), ("window", "7d")),
+                {"numerator": late, "denominator": 100,
+                 "excluded:unknown_cancellation_time": unknown})
+    reasons = [d.reason for d in plausibility.doubts(kpi, cell)]
+    assert reasons == (["most_excluded"] if doubtful else [])
+
+
+@pytest.mark.parametrize("column, codes, matches", [
+    ("d", ["3"], 1),  # a DECIMAL 3.00 is the code '3' (no letter: compared as before)
+    ("b", ["1"], 1),  # a BIT(1)
+    ("u", ["NS"], 1), ("u", ["ns"], 0),  # a utf16 column, exactly
+    ("l", ["Annulé"], 1), ("l", ["ANNULÉ"], 0),  # latin1, a non-ASCII code, exactly
+    ("l", ["NS", "Annulé"], 1),
+])
+def test_exact_codes_on_mariadb_column_types(fresh_database, column: str, codes: list[str],
+                                             matches: int) -> None:
+    from kpis.db.entity import _code_literal, exact
+
+    engine = sa.create_engine(fresh_database("mysql"))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE t (d DECIMAL(5,2), b BIT(1), "
+                                 "u VARCHAR(10) CHARACTER SET utf16, "
+                                 "l VARCHAR(10) CHARACTER SET latin1)"))
+            conn.execute(sa.text("INSERT INTO t VALUES (3, 1, 'NS', 'Annulé')"))
+            col = sa.column(column)
+            found = conn.execute(sa.select(sa.func.count()).select_from(sa.table("t")).where(
+                exact(col, codes).in_([_code_literal(c) for c in codes]))).scalar()
+    finally:
+        engine.dispose()
+    assert found == matches

@@ -317,3 +317,5 @@ def test_a_windowed_run_still_sees_records_without_their_main_timestamp(db_url):
                                  since=timedelta(hours=24), now=moment))
     received = results[("messages", "completeness", "received")]
     assert (received.elements, received.unexpected) == (in_window + 2, 2)
+    # The other checks judge the window's records only.
+    assert results[("messages", "completeness", "clinic")].elements == in_window

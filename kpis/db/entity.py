@@ -151,9 +151,8 @@ def entity_query(query: str) -> str:
 class ExactText(sa.sql.functions.FunctionElement[Any]):
     """A text value compared byte for byte. MariaDB and MySQL compare strings through the
     column's collation, which usually ignores case and trailing spaces: ``'ns'`` and
-    ``'NS '`` would match the code ``NS`` there and nowhere else. For ASCII codes the bytes
-    are the same in every ASCII-based character set, so the comparison is exact whatever the
-    column's; elsewhere the value is compared as it is."""
+    ``'NS '`` would match the code ``NS`` there and nowhere else. Elsewhere the value is
+    compared as it is."""
 
     inherit_cache = True
     type = sa.String()
@@ -167,13 +166,18 @@ def _exact_text(element: ExactText, compiler: SQLCompiler, **kw: Any) -> str:
 @compiles(ExactText, "mysql")
 @compiles(ExactText, "mariadb")
 def _exact_text_mysql(element: ExactText, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.clauses, **kw)} AS BINARY)"
+    # In utf8mb4 first, the connection's character set (the codes' literals are sent in it),
+    # so that a latin1 or utf16 column compares byte for byte with them.
+    return f"CAST(CONVERT({compiler.process(element.clauses, **kw)} USING utf8mb4) AS BINARY)"
 
 
 def exact(column: ColumnElement[Any], codes: Iterable[Any]) -> ColumnElement[Any]:
-    """The column as compared with ``codes``: byte for byte when they are all ASCII text
-    (see ExactText), as it is otherwise (numbers, booleans, non-ASCII codes)."""
-    if all(isinstance(c, str) and c.isascii() for c in codes):
+    """The column as compared with ``codes``: byte for byte when they are text with a letter
+    (see ExactText), where case could be folded; as it is otherwise (numbers, booleans,
+    digit codes such as '3', which a DECIMAL or BIT column matches as a number)."""
+    codes = list(codes)
+    if codes and all(isinstance(c, str) for c in codes) and any(
+            ch.isalpha() for c in codes for ch in c):
         return ExactText(column)
     return column
 
