@@ -109,14 +109,24 @@ def _clock_start(e: MappedEntity) -> ColumnElement[Any]:
     return later_of(arrived, e.col("start"))
 
 
+def _not_in_error(e: MappedEntity) -> ColumnElement[bool]:
+    """Not entered in error (records with that status leave every KPI); true without a
+    mapped status, and for a missing one (unknown, not an error)."""
+    if not e.mapped("status"):
+        return sa.true()
+    return sa.not_(sa.func.coalesce(e.is_code("status", "entered-in-error"), sa.false()))
+
+
 def wait_to_be_seen(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     wait = tolerate_skew(e, seconds_between(_clock_start(e), e.col("provider_start")))
-    return duration(ctx, kpi, e, e.col("provider_start").is_not(None), wait)
+    seen = sa.and_(e.col("provider_start").is_not(None), _not_in_error(e))
+    return duration(ctx, kpi, e, seen, wait)
 
 
 def visit_cycle_time(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
     cycle = tolerate_skew(e, seconds_between(_clock_start(e), e.col("departed")))
-    return duration(ctx, kpi, e, e.col("departed").is_not(None), cycle)
+    departed = sa.and_(e.col("departed").is_not(None), _not_in_error(e))
+    return duration(ctx, kpi, e, departed, cycle)
 
 
 def reminder_coverage(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
@@ -149,8 +159,7 @@ def no_show_by_reminder(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
 
 
 def online_booking(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:
-    created = sa.not_(e.is_code("status", "entered-in-error")) if e.mapped("status") else sa.true()
-    return proportion(ctx, kpi, e, e.is_code("booking_channel", "online"), created)
+    return proportion(ctx, kpi, e, e.is_code("booking_channel", "online"), _not_in_error(e))
 
 
 def telehealth(ctx: Context, kpi: Kpi, e: MappedEntity) -> Plan:

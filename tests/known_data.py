@@ -316,6 +316,9 @@ BAD_APPOINTMENTS = [
     # Near misses of the code NS: unmapped on every database (MariaDB's collations would match).
     _a(110, "south", D(2026, 3, 2, 10, 30), D(2026, 2, 20, 9), "ns"),
     _a(111, "south", D(2026, 3, 2, 11), D(2026, 2, 20, 9), "NS "),
+    # Entered in error, with a full visit's times: in no KPI (wait and cycle included).
+    _a(112, "north", D(2026, 3, 2, 11), D(2026, 2, 20, 9), "ERR", checkin_at=D(2026, 3, 2, 11),
+       roomed_at=D(2026, 3, 2, 11, 10), checkout_at=D(2026, 3, 2, 11, 30)),
 ]
 BAD_MESSAGES = [
     _m(108, "portal", "R", D(2026, 3, 1, 11), D(2026, 3, 1, 10)),  # replied before receipt

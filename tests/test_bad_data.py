@@ -68,9 +68,18 @@ def test_negative_and_implausible_waits_are_left_out(with_bad_rows: dict[str, Kp
                                                      ) -> None:
     r = with_bad_rows["wait_to_be_seen"]
     h = cell(r, clinic="north", window="1d").histogram
-    assert (h.count, h.sum) == (2, 2100.0)  # exactly the clean answer
+    assert (h.count, h.sum) == (2, 2100.0)  # exactly the clean answer (112, in error, not)
     assert excluded(r, "negative_duration", clinic="north", window="1d") == 1
     assert excluded(r, "implausible_duration", clinic="north", window="1d") == 1
+
+
+def test_a_record_entered_in_error_is_in_no_visit_time(with_bad_rows: dict[str, KpiResult]
+                                                       ) -> None:
+    # 112 (in error) waited 10 min and stayed 30: the clean answers stand (test_kpi_numbers).
+    wait = cell(with_bad_rows["wait_to_be_seen"], clinic="north", window="1d").histogram
+    cycle = cell(with_bad_rows["visit_cycle_time"], clinic="north", window="1d").histogram
+    assert (wait.count, wait.sum) == (2, 2100.0)
+    assert (cycle.count, cycle.sum) == (1, 3000.0)
 
 
 def test_a_booking_dated_1900_does_not_stretch_lead_times(with_bad_rows: dict[str, KpiResult]
