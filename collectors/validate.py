@@ -18,6 +18,13 @@ from kpis.db.entity import ExactText, MappedEntity
 from kpis.db.errors import describe, ping, probe_mapping, scrub
 from kpis.label_values import personal_or_free_text
 
+# What a record with an unmapped code becomes, where it is not simply "none of the codes"
+# (collectors/access_plans.unmapped_code, call_plans, deadline_plans.sla_classes).
+UNMAPPED_MEANS = {
+    ("appointments", "status"): "left out of the KPIs that read it, counted as unmapped_status",
+    ("calls", "outcome"): "left out of the KPIs that read it, counted as unmapped_outcome",
+    ("messages", "priority"): "given the default SLA: no override matches them",
+}
 _CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,16}$")
 
 
@@ -122,6 +129,7 @@ def _unmapped_codes(conn: sa.Connection, e: MappedEntity, name: str, where: str
     hidden = len(unknown) - len(code_like)
     other = f"{'; ' if code_like else ''}{hidden} value(s) that are not code-like, not shown" \
         if hidden else ""
+    consequence = UNMAPPED_MEANS.get((e.name, name), "read as none of the mapped codes")
     return [Finding("warning", f"{where}.codes.{name}",
                     f"{len(unknown)} local code(s) in the data are not mapped (their records "
-                    f"are left out of the KPIs that need them): {shown}{other}")]
+                    f"are {consequence}): {shown}{other}")]

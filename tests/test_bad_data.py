@@ -61,7 +61,27 @@ def test_config_validate_lists_near_miss_codes_exactly(bad_rows_url: str) -> Non
             engine.dispose()
     assert findings == ["warning: entities.appointments.codes.status: 3 local code(s) in the "
                         "data are not mapped (their records are left out of the KPIs that "
-                        "need them): 'NS ', 'XX', 'ns'"]
+                        "read it, counted as unmapped_status): 'NS ', 'XX', 'ns'"]
+
+
+def test_config_validate_says_an_unmapped_priority_gets_the_default_sla(
+        fresh_database) -> None:
+    url = fresh_database("sqlite")
+    known_data.load(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE inbox SET prio = 'X' WHERE msg_id = 1"))
+    engine.dispose()
+    config = config_module.parse(known_data.config(url), "known.yaml")
+    engines = create_engines(config)
+    try:
+        findings = [str(f) for f in check_live(config, engines) if "priority" in str(f)]
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    assert findings == ["warning: entities.messages.codes.priority: 1 local code(s) in the data "
+                        "are not mapped (their records are given the default SLA: no override "
+                        "matches them): 'X'"]
 
 
 def test_negative_and_implausible_waits_are_left_out(with_bad_rows: dict[str, KpiResult]

@@ -349,8 +349,8 @@ def test_config_validate_checks_a_flag_code_map_against_the_data(url: str) -> No
         for engine in engines.values():
             engine.dispose()
     assert findings == ["warning: entities.appointments.codes.reminded: 1 local code(s) in the "
-                        "data are not mapped (their records are left out of the KPIs that "
-                        "need them): 'N'"]
+                        "data are not mapped (their records are read as none of the mapped "
+                        "codes): 'N'"]
 
 
 def test_an_exclude_condition_goes_through_the_sql_guard(tmp_path) -> None:
