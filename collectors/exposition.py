@@ -173,7 +173,7 @@ class CareKpiCollector(Collector):
             rows.add_metric([kpi, source], combined.rows)
             for result in group:
                 stats = store.stats(kpi, source, result.windows)
-                windowed = result.kpi.kind not in ("backlog", "freshness")
+                windowed = result.kpi.windowed
                 for window in result.windows or (all_windows if windowed else ("",)):
                     if stats.last_success is not None:
                         last.add_metric([kpi, source, window], stats.last_success)

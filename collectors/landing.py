@@ -56,7 +56,7 @@ def _section(kpi: Kpi, results: list[KpiResult], store: Store) -> str:
     title = f"{kpi.id} {kpi.name}"
     aim = f"target {goal.op} {_format(kpi, goal.value)}" if goal else "no target"
     head = (f"<h2>{html.escape(title)}</h2><p class=\"note\">{html.escape(aim)}; "
-            f"window {html.escape(window if kpi.kind != 'freshness' else 'now')}</p>")
+            f"window {html.escape(window if kpi.windowed else 'now')}</p>")
     unavailable = [r.unavailable for r in results if r.unavailable]
     if unavailable:
         return head + f'<p class="note unknown-text">unavailable: {html.escape(unavailable[0])}</p>'
@@ -100,7 +100,7 @@ def _groups(kpi: Kpi, results: list[KpiResult], window: str
     merged: dict[str, tuple[Cell, datetime]] = {}
     for result in results:
         for cell in result.cells:
-            if kpi.kind != "freshness" and cell.label("window") != window:
+            if kpi.windowed and cell.label("window") != window:
                 continue
             group = cell.label("clinic") or cell.label("entity") or "all"
             kept = merged.get(group)

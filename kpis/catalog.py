@@ -71,6 +71,11 @@ class Kpi(BaseModel):
     counts: str | None = None
 
     @property
+    def windowed(self) -> bool:
+        """Its values are per window; a backlog and freshness are values of the moment."""
+        return self.kind not in ("backlog", "freshness")
+
+    @property
     def objective(self) -> str:
         """The key of the KPI whose objective this KPI's alerts belong to."""
         return self.objective_of or self.key

@@ -128,3 +128,14 @@ def test_a_doubtful_value_is_amber_with_its_reason_never_green() -> None:
     assert north.groups() == ("suspect", "50 of 90 records left out (excluded_code 50)",
                               "0.0 % ?")
     assert cell(dom, f"{kpi.id} {kpi.name}", "south") == ("met", "0.0 %")
+
+
+def test_a_backlog_is_shown_as_of_now_not_hidden_by_a_window() -> None:
+    """M3 cells have no window: one breach past its SLA in north is red, not 'no data'."""
+    config = config_module.parse(known_data.config("sqlite:///unused.db"), "known.yaml")
+    kpi = catalog.get("M3")
+    backlog = Cell((("clinic", "north"), ("channel", "portal")), {"value": 1})
+    result = KpiResult(kpi, "main", datetime(2026, 3, 2, tzinfo=UTC), (backlog,))
+    dom = landing.page(_Latest(config, [result]), ["/metrics"])  # type: ignore[arg-type]
+    assert cell(dom, f"{kpi.id} {kpi.name}", "north") == ("missed", "1")
+    assert "window now" in dom.split(f"<h2>{kpi.id} {kpi.name}</h2>", 1)[1].split("<h2>")[0]
