@@ -182,7 +182,10 @@ class CareKpiCollector(Collector):
         yield from (kpi_up, last, took, every, errors, rows, available)
         yield from load_families(store.load)
         folded = CounterMetricFamily(names.LABEL_VALUES_FOLDED, "Label values folded into "
-                                     "'other' past the label's cap.", labels=["label"])
+                                     "'other' (past the label's cap, or shaped like personal "
+                                     "data or free text), counted at each refresh of each KPI "
+                                     "result that met them: it grows while such values exist.",
+                                     labels=["label"])
         for label, count in sorted(store.caps.folded.items()):
             folded.add_metric([label], count)
         yield folded
