@@ -1,4 +1,4 @@
-"""KPI history: every instant of a grid, exactly as ``carekpi collect --once --as-of t`` gives it.
+"""KPI history: every instant of a grid, exactly as ``carekpi collect --as-of t`` gives it.
 
 One pass, not a refresh per instant: each unit of KPIs whose rows count by their anchor
 timestamp alone is read once over ``[start - longest window, end)``, grouped by labels, time
@@ -210,7 +210,7 @@ class Backfill:
                                       for dims, slots in by_slot.items()})
 
     def results(self, k: int) -> list[KpiResult]:
-        """Every KPI's result at instant k, as ``collect --once --as-of`` gives it."""
+        """Every KPI's result at instant k, as ``collect --as-of`` gives it."""
         as_of = self.instant(k)
         caps = LabelCaps(self.config.labels)
         out: list[KpiResult] = []

@@ -73,7 +73,7 @@ def backfill_command(config_path: str, start: str | None, end: str, step: str,
                      tsdb: Path | None, openmetrics: Path | None, rules: bool,
                      rules_file: Path | None) -> None:
     """Compute every KPI at each instant from --start to --end, exactly as `carekpi collect
-    --once --as-of` would, and write it as TSDB blocks or OpenMetrics text.
+    --as-of` would, and write it as TSDB blocks or OpenMetrics text.
 
     \b
     Reads each entity once over the whole range where the KPI allows it (see README:

@@ -263,7 +263,7 @@ def _unchecked_sql(config: config_module.Config) -> list[str]:
 
 
 def _valid(config_path: str, config: config_module.Config) -> None:
-    click.echo(f"{config_path}: valid ({len(config.sources)} sources, "
+    click.echo(f"{config_path}: file valid ({len(config.sources)} sources, "
                f"{len(config.entities)} entities)")
     for note in _unchecked_sql(config):
         click.echo(f"{config_path}: warning: {note}", err=True)

@@ -97,7 +97,7 @@ def units(config: Config, cadences: bool = True) -> list[Unit]:
     """This shard's refresh units (every unit unsharded) in a stable order: mergeable KPIs
     share a unit. With ``cadences``, one unit per group of windows sharing a refresh interval
     (kpis/cadence.py), each scanning only its own range; without, one unit for all windows
-    (``collect --once``). A shard owns whole KPIs: all their windows' units."""
+    (``collect``). A shard owns whole KPIs: all their windows' units."""
     return _units(config, cadences, _owned(config))
 
 
@@ -337,7 +337,7 @@ def unavailable(config: Config, as_of: datetime) -> list[KpiResult]:
 def evaluate(config: Config, engines: dict[str, sa.Engine], as_of: datetime | None = None,
              only: Iterable[str] | None = None, caps: LabelCaps | None = None
              ) -> list[KpiResult]:
-    """Evaluate every enabled KPI once (``carekpi collect --once``)."""
+    """Evaluate every enabled KPI once (``carekpi collect``)."""
     as_of = as_of or datetime.now(UTC)
     caps = caps or LabelCaps(config.labels)
     wanted = set(only) if only else None

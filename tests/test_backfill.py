@@ -1,4 +1,4 @@
-"""Backfill: every instant's series equal `collect --once --as-of` at that instant."""
+"""Backfill: every instant's series equal `collect --as-of` at that instant."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`carekpi collect --once` fails honestly: exit codes (0 evaluated, 1 breach with
+"""`carekpi collect` fails honestly: exit codes (0 evaluated, 1 breach with
 --fail-on-breach, 2 not evaluated), no_data before any data, --kpi by id or key with only that
 KPI printed, the database's own words for schema and access errors (never a data value), and
 database URLs as users have them."""

@@ -497,7 +497,7 @@ EXACT = ("no_show", "late_cancellation", "reminder_coverage", "response_sla",
 
 
 def test_the_collectors_agree_with_the_reference(tmp_path: Any, incident_ref: Reference) -> None:
-    """`carekpi collect --once` on the seeded demo gives the reference's counts."""
+    """`carekpi collect` on the seeded demo gives the reference's counts."""
     carekpi = Path(sys.executable).parent / "carekpi"
     if not carekpi.exists():
         pytest.skip("the carekpi console script is not installed")

@@ -363,7 +363,7 @@ def test_start_order_is_cheapest_first_with_the_heaviest_beside_them(sqlite_know
 
 def test_a_full_refresh_runs_on_the_pool_and_gives_the_same_results_in_order(
         sqlite_known: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """collect --once runs each source's units on its pool_size connections (as serve does),
+    """collect runs each source's units on its pool_size connections (as serve does),
     heaviest first; its results are those of one connection, in the units' order."""
     import threading
 

@@ -13,7 +13,7 @@ Figures (``--json`` prints one key per figure; otherwise a table, ratios first):
   7, calls 3, response_sla) over the hand-written SQL of bench_raw.py giving the same counts
   (asserted equal for no_show, the wait_to_be_seen histogram count and response_sla), at the
   largest size. Medians after a warm-up. Target <= 1.25.
-- growth: a full refresh (every KPI, all windows, all clinics: ``collect --once``, the units
+- growth: a full refresh (every KPI, all windows, all clinics: ``collect``, the units
   on the source's 2 connections) at the largest size over the smallest. Targets:
   refresh_seconds_<largest> <= 1.5, growth <= 1.3. refresh_one_connection_seconds_<N>: the
   same with pool_size 1, the units one after another (about the database time of a full
