@@ -90,6 +90,8 @@ def backfill_command(config_path: str, start: str | None, end: str, step: str,
         step_seconds = parse_duration(step).seconds
     except ValueError as exc:
         raise CareKPIError(f"--step {step!r}: {exc}") from None
+    if step_seconds <= 0:
+        raise CareKPIError(f"--step {step!r}: must be longer than zero")
     config = config_module.load(config_path)
     if rules_file is not None:  # read now: not after hours of raw backfill
         from collectors.history import recording_rules
@@ -124,12 +126,13 @@ def _run(config: Any, config_path: Path, options: dict[str, Any], output: Path, 
         if writer is None:  # a new backfill: every check passes before any state is saved
             grid = _grid(config, engines, options, step)
             check(config, grid)
-        backfill = Backfill(config, engines, grid, first=writer.done if writer else 0)
-        if writer is None:
-            writer = history.HistoryWriter(state, options)
-            (state / "grid.json").write_text(json.dumps({"start": grid.start.isoformat(),
-                                                         "end": grid.end.isoformat()}))
-        _write(backfill, writer)
+        if writer is None or writer.done < grid.count:  # else interrupted while writing out
+            backfill = Backfill(config, engines, grid, first=writer.done if writer else 0)
+            if writer is None:
+                writer = history.HistoryWriter(state, options)
+                (state / "grid.json").write_text(json.dumps({"start": grid.start.isoformat(),
+                                                             "end": grid.end.isoformat()}))
+            _write(backfill, writer)
     finally:
         for engine in engines.values():
             engine.dispose()
@@ -139,12 +142,16 @@ def _run(config: Any, config_path: Path, options: dict[str, Any], output: Path, 
         click.echo(f"carekpi: {writer.samples:,} samples at {grid.count:,} instants -> "
                    f"{output}", err=True)
     else:
+        # Every block (raw, then rules evaluated on them) is made aside and moved into the
+        # output at the end: an interrupted run leaves none there, and its rerun no copies.
         work = history.scratch(state)
-        names = history.make_blocks(writer.families(), output, work)
+        made = work / "made"
+        names = history.make_blocks(writer.families(), made, work)
         if rules:
             files = [rules_file] if rules_file else [_built_rules(config_path, work)]
-            names += history.make_rule_blocks(output, names, files, grid.start.timestamp(),
-                                              grid.end.timestamp(), step, output, work)
+            names += history.make_rule_blocks(made, names, files, grid.start.timestamp(),
+                                              grid.end.timestamp(), step, made, work)
+        history.move_blocks(made, output)
         shutil.rmtree(work, ignore_errors=True)
         click.echo(f"carekpi: {writer.samples:,} samples at {grid.count:,} instants -> "
                    f"{len(names)} blocks in {output}", err=True)

@@ -75,6 +75,9 @@ class HistoryWriter:
             for name, length in saved["lengths"].items():
                 with open(self._path(name), "r+b") as part:
                     part.truncate(length)  # what an interrupted run wrote after the checkpoint
+            for path in (folder / "families").glob("*.txt"):
+                if path.stem not in saved["lengths"]:  # a family first written after it
+                    path.unlink()
         else:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "families").mkdir(exist_ok=True)
@@ -217,10 +220,10 @@ def make_blocks(families: list[tuple[str, Path]], target: Path, work: Path,
     staging.mkdir(parents=True)
     for chunk in _chunks(families, work):
         _promtool("tsdb", "create-blocks-from", "openmetrics", str(chunk), str(staging))
-    return _move_blocks(staging, target)
+    return move_blocks(staging, target)
 
 
-def _move_blocks(staging: Path, target: Path) -> list[str]:
+def move_blocks(staging: Path, target: Path) -> list[str]:
     target.mkdir(parents=True, exist_ok=True)
     moved = []
     for block in _blocks(staging):

@@ -370,3 +370,61 @@ def test_a_bad_rules_file_is_refused_before_any_work(known_config: Path, tmp_pat
     assert done.stderr.startswith(f"carekpi: {rules}") and expected in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert not blocks.exists() or not any(blocks.iterdir())
+
+
+def test_a_family_first_written_after_the_last_checkpoint_is_not_written_twice(
+        tmp_path: Path) -> None:
+    """A KPI whose records start late writes its first samples after a checkpoint; a run
+    stopped then must not keep them, or its resumption writes them again."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    from collectors.history import HistoryWriter
+
+    def family(name: str) -> GaugeMetricFamily:
+        made = GaugeMetricFamily(name, name)
+        made.add_metric([], 1.0)
+        return made
+
+    state = tmp_path / "state"
+    writer = HistoryWriter(state, {"run": 1})
+    writer.add([family("early")], 0.0)
+    writer.checkpoint(1)
+    writer.add([family("early"), family("late")], 60.0)  # then stopped, no checkpoint
+    writer.close()
+    resumed = HistoryWriter(state, {"run": 1})
+    assert resumed.done == 1
+    resumed.add([family("early"), family("late")], 60.0)
+    resumed.checkpoint(2)
+    resumed.assemble(tmp_path / "out.om")
+    samples = [line.split()[0] for line in (tmp_path / "out.om").read_text().splitlines()
+               if line and not line.startswith("#")]
+    assert sorted(samples) == ["early", "early", "late"]
+    assert resumed.samples == 3
+
+
+def test_a_run_stopped_while_writing_its_output_finishes_it(known_config: Path,
+                                                            tmp_path: Path) -> None:
+    """Every instant written, the output not yet assembled: the rerun assembles it."""
+    out = tmp_path / "history.om"
+    first = carekpi("backfill", "--config", str(known_config), "--openmetrics", str(out),
+                    *MARCH_2)
+    assert first.returncode == 0, first.stderr
+    whole = out.read_text()
+    saved_path = state_of(out) / "state.json"
+    saved = json.loads(saved_path.read_text())
+    assert saved["done"] == len(HOURS)
+    saved["complete"] = False
+    saved_path.write_text(json.dumps(saved))
+    out.unlink()
+    again = carekpi("backfill", "--config", str(known_config), "--openmetrics", str(out),
+                    *MARCH_2)
+    assert again.returncode == 0, again.stderr
+    assert out.read_text() == whole
+
+
+def test_a_zero_step_is_one_line_exit_2(known_config: Path, tmp_path: Path) -> None:
+    done = carekpi("backfill", "--config", str(known_config), "--openmetrics",
+                   str(tmp_path / "h.om"), "--start", "2026-03-02", "--end", "2026-03-03",
+                   "--step", "0s")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "carekpi: --step '0s': must be longer than zero"
