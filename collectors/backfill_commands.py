@@ -127,12 +127,17 @@ def _run(config: Any, config_path: Path, options: dict[str, Any], output: Path, 
             grid = _grid(config, engines, options, step)
             check(config, grid)
         if writer is None or writer.done < grid.count:  # else interrupted while writing out
-            backfill = Backfill(config, engines, grid, first=writer.done if writer else 0)
-            if writer is None:
-                writer = history.HistoryWriter(state, options)
-                (state / "grid.json").write_text(json.dumps({"start": grid.start.isoformat(),
-                                                             "end": grid.end.isoformat()}))
-            _write(backfill, writer)
+            try:
+                backfill = Backfill(config, engines, grid, first=writer.done if writer else 0)
+                if writer is None:
+                    writer = history.HistoryWriter(state, options)
+                    (state / "grid.json").write_text(json.dumps({
+                        "start": grid.start.isoformat(), "end": grid.end.isoformat()}))
+                _write(backfill, writer)
+            except KeyboardInterrupt:
+                saved = writer.done if writer is not None else 0
+                raise CareKPIError(f"interrupted: {saved:,} of {grid.count:,} instants are "
+                                   "saved; run the same command again to resume") from None
     finally:
         for engine in engines.values():
             engine.dispose()
