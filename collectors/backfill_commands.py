@@ -168,7 +168,8 @@ def _grid(config: Any, engines: Any, options: dict[str, Any], step: float) -> An
     caller saves them, for a resume, once they pass every check)."""
     from collectors.backfill import Grid, oldest
 
-    end = _aligned(_moment(options["end"], "--end"), step, up=False)
+    given_end = _moment(options["end"], "--end")
+    end = _aligned(given_end, step, up=False)
     if options["start"] == "oldest":
         first = oldest(config, engines)
         if first is None:
@@ -177,7 +178,13 @@ def _grid(config: Any, engines: Any, options: dict[str, Any], step: float) -> An
         first = _start(options["start"], end)
     grid = Grid(_aligned(first, step, up=True), end, step)
     if grid.end < grid.start and options["start"] != "oldest":
-        raise CareKPIError(f"--end {options['end']} is before --start {options['start']}")
+        if given_end < first:
+            raise CareKPIError(f"--end {options['end']} is before --start {options['start']}")
+        from kpis.durations import format_seconds
+
+        raise CareKPIError(f"no instant of the {format_seconds(step)} step lies between "
+                           f"--start {options['start']} and --end {options['end']} (instants "
+                           "are multiples of the step); widen the range or shorten --step")
     return grid
 
 

@@ -197,6 +197,8 @@ def test_a_start_given_as_a_duration_counts_back_from_the_end(known_config: Path
 
 @pytest.mark.parametrize(("extra", "expected"), [
     (("--start", "2026-03-02", "--end", "2026-03-01"), "carekpi: --end 2026-03-01 is before "),
+    (("--start", "2026-03-02T00:30:00Z", "--end", "2026-03-02T00:40:00Z"),
+     "carekpi: no instant of the 1h step lies between --start 2026-03-02T00:30:00Z and "),
     (("--start", "2026-03-02", "--step", "2h"), "carekpi: --step 2h is longer than the "),
     (("--start", "yesterday"), "carekpi: --start 'yesterday': expected an ISO 8601 time"),
     (("--start", "0d"), "carekpi: --start 0d: a duration before --end must be positive"),
