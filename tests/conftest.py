@@ -74,6 +74,17 @@ def free_port(start: int = 19100, end: int = 19400, exclude: tuple[int, ...] = (
     raise RuntimeError(f"no free port in {start}-{end - 1}")
 
 
+def execute(url: str, *statements: str) -> None:
+    """Run SQL statements on a test database, in one transaction."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

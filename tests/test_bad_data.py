@@ -3,16 +3,26 @@ counted reason, or falls in no window; the numbers with the bad rows are known e
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 
 from collectors.validate import check_live
 from kpis import config as config_module
-from kpis.db.engines import create_all as create_engines
+from kpis.db.engines import opened
 from kpis.errors import CareKPIError
 from kpis.snapshot import KpiResult
 from tests import known_data
+from tests.conftest import execute
 from tests.test_kpi_numbers import cell, counts, evaluate_at
+
+
+def live_findings(data: dict[str, Any], about: str = "") -> list[str]:
+    """``config validate``'s live findings for a config (those mentioning ``about``)."""
+    config = config_module.parse(data, "known.yaml")
+    with opened(config) as engines:
+        return [str(f) for f in check_live(config, engines) if about in str(f)]
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +61,8 @@ def test_a_code_matches_exactly_on_every_database(with_bad_rows: dict[str, KpiRe
 
 
 def test_config_validate_lists_near_miss_codes_exactly(bad_rows_url: str) -> None:
-    config = config_module.parse(known_data.config(bad_rows_url), "known.yaml")
-    engines = create_engines(config)
-    try:
-        findings = [str(f) for f in check_live(config, engines)
-                    if "codes.status" in str(f) and "appointments" in str(f)]
-    finally:
-        for engine in engines.values():
-            engine.dispose()
+    findings = live_findings(known_data.config(bad_rows_url),
+                             "entities.appointments.codes.status")
     assert findings == ["warning: entities.appointments.codes.status: 3 local code(s) in the "
                         "data are not mapped (their records are left out of the KPIs that "
                         "read it, counted as unmapped_status): 'NS ', 'XX', 'ns'"]
@@ -68,17 +72,8 @@ def test_config_validate_says_an_unmapped_priority_gets_the_default_sla(
         fresh_database) -> None:
     url = fresh_database("sqlite")
     known_data.load(url)
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE inbox SET prio = 'X' WHERE msg_id = 1"))
-    engine.dispose()
-    config = config_module.parse(known_data.config(url), "known.yaml")
-    engines = create_engines(config)
-    try:
-        findings = [str(f) for f in check_live(config, engines) if "priority" in str(f)]
-    finally:
-        for engine in engines.values():
-            engine.dispose()
+    execute(url, "UPDATE inbox SET prio = 'X' WHERE msg_id = 1")
+    findings = live_findings(known_data.config(url), "priority")
     assert findings == ["warning: entities.messages.codes.priority: 1 local code(s) in the data "
                         "are not mapped (their records are given the default SLA: no override "
                         "matches them): 'X'"]
@@ -182,18 +177,9 @@ def test_one_out_of_range_timestamp_is_one_excluded_record(db_url: str) -> None:
 def test_a_text_column_mapped_as_a_number_is_named_not_a_crash(fresh_database, dialect) -> None:
     url = fresh_database(dialect)
     known_data.load(url)
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE survey_answer DROP COLUMN points"))
-        conn.execute(sa.text("ALTER TABLE survey_answer ADD COLUMN points VARCHAR(20)"))
-    engine.dispose()
-    config = config_module.parse(known_data.config(url), "known.yaml")
-    engines = create_engines(config)
-    try:
-        findings = [str(f) for f in check_live(config, engines) if "points" in str(f)]
-    finally:
-        for engine in engines.values():
-            engine.dispose()
+    execute(url, "ALTER TABLE survey_answer DROP COLUMN points",
+            "ALTER TABLE survey_answer ADD COLUMN points VARCHAR(20)")
+    findings = live_findings(known_data.config(url), "points")
     assert len(findings) == 1
     assert findings[0].startswith("error: entities.surveys.fields.score: column 'points' has "
                                   "type VARCHAR(20); a number or boolean is needed")
@@ -218,13 +204,7 @@ def test_the_automatic_acknowledgement_is_never_the_response(fresh_database, tmp
     engine.dispose()
     data = known_data.config(url)
     data["entities"]["messages"]["fields"]["first_response"] = "first_out_at"
-    config = config_module.parse(data, "known.yaml")
-    engines = create_engines(config)
-    try:
-        findings = [str(f) for f in check_live(config, engines) if "first_response" in str(f)]
-    finally:
-        for engine in engines.values():
-            engine.dispose()
+    findings = live_findings(data, "first_response")
     assert both and equal * 2 > both
     assert findings == [f"warning: entities.messages.fields.first_response: equals auto_ack in "
                         f"{equal} of {both} messages that have both: it seems to hold the "

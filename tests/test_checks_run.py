@@ -14,6 +14,7 @@ from checks.results import exit_code
 from checks.runner import run_suites
 from kpis import config as kpi_config
 from tests import test_checks_data as data
+from tests.conftest import execute
 
 
 def _by_key(results):
@@ -90,11 +91,8 @@ def test_since_window_restricts_every_check(planted):
 def test_a_near_miss_code_fails_conformance_on_every_dialect(planted):
     """'fu' and 'FU ' are not the mapped code FU, although MariaDB's collations say so."""
     url, moment = planted
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE appt SET status_cd = 'fu' WHERE appt_id = 20"))
-        conn.execute(sa.text("UPDATE appt SET status_cd = 'FU ' WHERE appt_id = 21"))
-    engine.dispose()
+    execute(url, "UPDATE appt SET status_cd = 'fu' WHERE appt_id = 20",
+            "UPDATE appt SET status_cd = 'FU ' WHERE appt_id = 21")
     config = kpi_config.parse(data.config(url), "carekpi.yaml")
     results = _by_key(run_suites(config, entity="appointments", suite="conformance", now=moment,
                                  show_failing_keys=True))
@@ -273,11 +271,8 @@ def test_timestamptz_columns_are_checked_in_the_entitys_zone(fresh_database):
 def test_a_record_dated_in_the_future_does_not_make_stale_data_fresh(db_url):
     moment = data.now()
     data.build(db_url, moment, fresh=False)  # the newest message is 5 hours old
-    engine = sa.create_engine(db_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO msg (msg_id, site, chan, recv_ts) "
-                             "VALUES (999, 'north', 'portal', '2030-01-01 00:00:00')"))
-    engine.dispose()
+    execute(db_url, "INSERT INTO msg (msg_id, site, chan, recv_ts) "
+                    "VALUES (999, 'north', 'portal', '2030-01-01 00:00:00')")
     config = kpi_config.parse(data.config(db_url), "carekpi.yaml")
     results = _by_key(run_suites(config, entity="messages", now=moment))
     freshness = results[("messages", "freshness", "received")]

@@ -16,13 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from collectors import evaluate
 from collectors.exposition import CareKpiCollector
 from collectors.store import Store
-from collectors.validate import check_live
 from kpis import config as config_module
 from kpis.db.engines import create_all as create_engines
 from kpis.errors import CareKPIError
 from kpis.report import as_data
 from kpis.snapshot import KpiResult
 from tests import foreign_schemas as fs
+from tests.test_bad_data import live_findings
 
 WINDOWS = {"1h": 3600, "1d": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 Row = dict[str, Any]
@@ -341,13 +341,7 @@ def test_a_true_false_flag_for_telehealth(scheduling: dict[str, KpiResult]) -> N
 def test_config_validate_checks_a_flag_code_map_against_the_data(url: str) -> None:
     data = fs.scheduling_config(url)
     data["entities"]["appointments"]["codes"]["reminded"] = {"true": ["S"]}
-    config = config_module.parse(data, "foreign.yaml")
-    engines = create_engines(config)
-    try:
-        findings = [str(f) for f in check_live(config, engines)]
-    finally:
-        for engine in engines.values():
-            engine.dispose()
+    findings = live_findings(data)
     assert findings == ["warning: entities.appointments.codes.reminded: 1 local code(s) in the "
                         "data are not mapped (their records are read as none of the mapped "
                         "codes): 'N'"]
